@@ -1,0 +1,47 @@
+"""jaxlrp: Layer-wise Relevance Propagation for JAX and Flax.
+
+jaxlrp traces a model to a jaxpr and re-evaluates it with an interpreter in which every layer,
+activation, sum and product is wrapped in a ``jax.custom_vjp`` whose backward pass is an LRP
+rule chosen by a *composite*. The explanation is an ordinary JAX function: it composes with
+``jax.jit`` and ``jax.vmap`` and runs on CPU, GPU and TPU.
+
+Quick start::
+
+    import jaxlrp
+    from jaxlrp import composites, rules
+
+    R = jaxlrp.explain(model.apply, variables, x, target=3,
+                       composite=composites.EpsilonGammaBox(low=0.0, high=1.0))
+    jaxlrp.print_rules(model.apply, variables, x, composite=composites.EpsilonGammaBox(0., 1.))
+
+Public API:
+  :func:`explain`, :func:`lrp`, :func:`output_relevance`, :func:`layers`, :func:`rule_table`,
+  :func:`print_rules`; the modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`;
+  :class:`Composite`, :class:`LayerInfo`, :class:`UnsupportedPrimitiveError`.
+
+References:
+  Montavon, Binder, Lapuschkin, Samek, Müller, "Layer-Wise Relevance Propagation: An Overview",
+  in Explainable AI, LNCS 11700, Springer, 2019.
+"""
+
+from jaxlrp import composites, rules
+from jaxlrp.composites import Composite
+from jaxlrp.errors import UnsupportedPrimitiveError
+from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
+from jaxlrp.graph import LayerInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Composite",
+    "LayerInfo",
+    "UnsupportedPrimitiveError",
+    "composites",
+    "explain",
+    "layers",
+    "lrp",
+    "output_relevance",
+    "print_rules",
+    "rule_table",
+    "rules",
+]

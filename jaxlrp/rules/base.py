@@ -1,0 +1,267 @@
+"""The generic four-step LRP computation, written once; rules only supply modifiers.
+
+For a layer ``z = f(a; W, b)`` (dense or convolution, with any batch norm already folded into
+``W`` and ``b``) and the relevance ``R`` of its output, a rule built from *terms* computes
+
+.. math::
+
+    z_k = f(\\mathrm{in}_k(a); \\rho_k(W), \\beta_k(b)) \\qquad
+    s_g = \\mathrm{mask}_g(z) \\odot R \\,/\\, \\mathrm{stab}\\big(\\textstyle\\sum_{k\\in g} t_k z_k\\big)
+
+.. math::
+
+    R_a = \\sum_g c_g \\sum_{k\\in g} t_k\\, \\mathrm{in}_k(a) \\odot
+          \\big[\\partial_a f(a; \\rho_k(W), 0)\\big]^\\top s_g
+
+(Montavon et al. 2019, §10.2.2: forward pass, element-wise division, backward pass, element-wise
+product). ``stab(x) = x + ε·sign(x)`` with ``sign(0) = +1`` (the stabilizer shared by every rule,
+as in zennit). A rule is a frozen dataclass; writing a new one means listing its terms (see
+``examples/custom_rule.py``).
+
+Relevance is returned as ``R_a = a ⊙ times_input + free``: input modifiers that are the input
+times a mask (``a``, ``a⁺``, ``a⁻``) contribute to ``times_input`` and never divide by ``a``;
+modifiers that replace the input (ones for Flat/WSquare, the bounds of ZBox) contribute to
+``free``. The interpreter needs this split because it propagates ``R/a`` (see ``interpreter.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = Any
+
+
+def sign0(x: Array) -> Array:
+    """``sign(x)`` with ``sign(0) = +1``."""
+    return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
+
+
+def stabilize(x: Array, epsilon: float | Array) -> Array:
+    """``x + ε·sign(x)`` with ``sign(0) = +1``: a denominator that is never zero for ε > 0."""
+    return x + epsilon * sign0(x)
+
+
+def safe_divide(num: Array, den: Array) -> Array:
+    """``num / den`` where ``den`` is not (nearly) zero, 0 elsewhere; never NaN or inf."""
+    tiny = jnp.sqrt(jnp.finfo(jnp.result_type(den)).tiny)
+    ok = jnp.abs(den) > tiny
+    return jnp.where(ok, num / jnp.where(ok, den, 1), 0).astype(jnp.result_type(num))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerContext:
+    """What a layer rule sees.
+
+    Attributes:
+      apply: ``apply(a, w)``, the layer's linear primitive (``dot_general``/``conv``) without bias.
+      a: the layer's input activation.
+      w: the weights, with batch norm / scaling folded in.
+      b: the additive term (bias, folded batch-norm shift), broadcastable to ``z``; may be 0.
+      z: the layer's output ``apply(a, w) + b``.
+      cotangent: the incoming modified gradient ``R / z`` (used by gradient-type rules).
+      input_nonneg: True when the program guarantees ``a >= 0`` (e.g. after a ReLU); rules skip
+        terms on ``a⁻``, which are then exactly zero.
+      batched: True when axis 0 of ``a`` and ``z`` is a batch axis.
+      info: the :class:`~jaxlrp.graph.LayerInfo` of this layer (path, kind, position).
+    """
+
+    apply: Callable[[Array, Array], Array]
+    a: Array
+    w: Array
+    b: Array
+    z: Array
+    cotangent: Array
+    input_nonneg: bool
+    batched: bool
+    info: Any = None
+
+    def forward(self, a: Array, w: Array, b: Array | None) -> Array:
+        """``f(a; w, b) = apply(a, w) + b`` (no bias when ``b`` is None)."""
+        out = self.apply(a, w)
+        return out if b is None else out + b
+
+    def backward(self, w: Array, s: Array) -> Array:
+        """``[∂_a f(a; w, 0)]ᵀ s``: the transposed layer applied to ``s`` (input-shaped)."""
+        spec = jax.ShapeDtypeStruct(self.a.shape, self.a.dtype)
+        (out,) = jax.linear_transpose(lambda x: self.apply(x, w), spec)(s)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Relevance:
+    """Input relevance split as ``R_a = a ⊙ times_input + free`` (either part may be None)."""
+
+    times_input: Array | None = None
+    free: Array | None = None
+
+
+class LayerRule:
+    """Base class of rules for dense/convolution layers.
+
+    Subclasses implement ``__call__(ctx, relevance) -> Relevance``. Most rules instead subclass
+    :class:`ModifiedRule` and only list their terms.
+    """
+
+    def __call__(self, ctx: LayerContext, relevance: Array) -> Relevance:  # pragma: no cover
+        raise NotImplementedError
+
+
+# --- input modifiers ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaled:
+    """Input modifier ``in(a) = a ⊙ factor(a)`` (e.g. ``a⁺ = a ⊙ [a > 0]``).
+
+    Attributes:
+      factor: ``a -> factor``; the modified input is ``a * factor(a)``.
+      zero_when_nonneg: the modified input vanishes when ``a >= 0`` (``a⁻``); such terms are
+        skipped on inputs known to be non-negative.
+      name: for printing.
+    """
+
+    factor: Callable[[Array], Array]
+    zero_when_nonneg: bool = False
+    name: str = "scaled"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Replaced:
+    """Input modifier that replaces the input: ``in(a) = fn(a)`` (ones, a bound, ...)."""
+
+    fn: Callable[[Array], Array]
+    name: str = "replaced"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+InputModifier = Scaled | Replaced
+
+identity_input = Scaled(lambda a: jnp.ones((), a.dtype), name="a")
+positive_input = Scaled(lambda a: (a > 0).astype(a.dtype), name="a⁺")
+negative_input = Scaled(lambda a: (a < 0).astype(a.dtype), zero_when_nonneg=True, name="a⁻")
+ones_input = Replaced(jnp.ones_like, name="1")
+
+
+def constant_input(value: Array, name: str = "const") -> Replaced:
+    """Input modifier replacing the input by ``value`` broadcast to its shape (ZBox bounds)."""
+    return Replaced(lambda a: jnp.broadcast_to(jnp.asarray(value, a.dtype), a.shape), name=name)
+
+
+def keep(p: Array) -> Array:
+    """Parameter modifier that keeps the parameter."""
+    return p
+
+
+def positive(p: Array) -> Array:
+    """``p⁺ = max(p, 0)``."""
+    return jnp.maximum(p, 0)
+
+
+def negative(p: Array) -> Array:
+    """``p⁻ = min(p, 0)``."""
+    return jnp.minimum(p, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """One modified forward pass ``t · f(in(a); ρ(W), β(b))``.
+
+    Attributes:
+      input: the input modifier (:class:`Scaled` or :class:`Replaced`).
+      weight: ``ρ``, applied to the (folded) weights.
+      bias: ``β``, applied to the (folded) bias; None drops the bias from this term.
+      sign: ``t``, the term's sign in both the denominator and the reduction.
+    """
+
+    input: InputModifier = identity_input
+    weight: Callable[[Array], Array] = keep
+    bias: Callable[[Array], Array] | None = keep
+    sign: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Terms sharing one denominator, weighted by ``coefficient``, optionally masked on ``z``."""
+
+    terms: tuple[Term, ...]
+    coefficient: float = 1.0
+    mask: Callable[[Array], Array] | None = None
+
+
+class ModifiedRule(LayerRule):
+    """A rule given by groups of terms; the four LRP steps are computed generically.
+
+    Subclasses implement :meth:`groups` and may override :meth:`stabilizer_for` (the stabilizer added to
+    each denominator; may depend on the layer, as in :class:`~jaxlrp.rules.RelativeEpsilon`).
+    """
+
+    stabilizer: float = 1e-6
+
+    def groups(self) -> tuple[Group, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stabilizer_for(self, ctx: LayerContext) -> float | Array:
+        """The value ε added (with the sign of the denominator) to every denominator."""
+        return self.stabilizer
+
+    def __call__(self, ctx: LayerContext, relevance: Array) -> Relevance:
+        eps = self.stabilizer_for(ctx)
+        times_input = None
+        free = None
+        for group in self.groups():
+            terms = [
+                t
+                for t in group.terms
+                if not (ctx.input_nonneg and isinstance(t.input, Scaled) and t.input.zero_when_nonneg)
+            ]
+            if not terms:
+                continue
+            modified = []
+            denominator = 0.0
+            for term in terms:
+                a_k = _modify_input(term.input, ctx.a)
+                w_k = term.weight(ctx.w)
+                if _is_plain(term):
+                    z_k = ctx.z
+                else:
+                    b_k = None if term.bias is None else term.bias(ctx.b)
+                    z_k = ctx.forward(a_k, w_k, b_k)
+                modified.append((term, a_k, w_k))
+                denominator = denominator + term.sign * z_k
+            s = relevance / stabilize(denominator, eps)
+            if group.mask is not None:
+                s = s * group.mask(ctx.z).astype(s.dtype)
+            for term, a_k, w_k in modified:
+                c = ctx.backward(w_k, s)
+                scale = group.coefficient * term.sign
+                if isinstance(term.input, Scaled):
+                    part = scale * term.input.factor(ctx.a) * c
+                    times_input = part if times_input is None else times_input + part
+                else:
+                    part = scale * a_k * c
+                    free = part if free is None else free + part
+        return Relevance(times_input=times_input, free=free)
+
+
+def _modify_input(modifier: InputModifier, a: Array) -> Array:
+    if isinstance(modifier, Scaled):
+        if modifier is identity_input:
+            return a
+        return a * modifier.factor(a)
+    return modifier.fn(a)
+
+
+def _is_plain(term: Term) -> bool:
+    return term.input is identity_input and term.weight is keep and term.bias is keep and (
+        term.sign == 1.0
+    )
