@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -110,6 +111,7 @@ def lrp(
     argnums: ArgNums = -1,
     *,
     batched: bool | None = None,
+    times_input: bool = True,
 ) -> Callable[..., tuple[Array, Callable[[Array], Any]]]:
     """Transform ``fn`` into a function returning its output and a relevance pull-back.
 
@@ -128,6 +130,10 @@ def lrp(
       argnums: which positional argument(s) to explain (default: the last).
       batched: whether axis 0 is a batch axis (only rules with per-example statistics, such as
         ``RelativeEpsilon``, use it); by default, when the output has two or more dimensions.
+      times_input: if False, ``relevance_fn`` returns the modified gradient ``c = R / x`` at the
+        input instead of ``R = x ⊙ c`` (with gradient-type composites such as
+        ``composites.GuidedBackprop()`` this is the guided gradient itself). Relevance that
+        first-layer rules assign independently of ``x`` (z^B, flat, w²) is then divided by ``x``.
 
     Returns:
       A function ``(*args) -> (out, relevance_fn)``.
@@ -163,7 +169,13 @@ def lrp(
                 )
             c_out = safe_divide(relevance, out) if cotangent is None else cotangent
             c_leaves, c_taps = pullback(c_out)
-            rel = [x * c + t for x, c, t in zip(active_leaves, c_leaves, c_taps, strict=True)]
+            if times_input:
+                rel = [x * c + t for x, c, t in zip(active_leaves, c_leaves, c_taps, strict=True)]
+            else:
+                rel = [
+                    c + safe_divide(t, x) for x, c, t in zip(active_leaves, c_leaves, c_taps,
+                                                             strict=True)
+                ]
             return _unflatten(traced, rel)
 
         return out, relevance_fn
@@ -186,6 +198,37 @@ def _concrete(x: Any) -> np.ndarray | None:
         return None
 
 
+def _check_target(shape: tuple[int, ...], target: Any) -> bool:
+    """Validate ``target`` against an output of ``shape``; True for class indices."""
+    classes = shape[-1] if shape else 0
+    target_arr = jnp.asarray(target)
+    if jnp.issubdtype(target_arr.dtype, jnp.integer) or jnp.issubdtype(
+        target_arr.dtype, jnp.bool_
+    ):
+        if not shape:
+            raise ValueError("an int target needs an output with a class axis, got a scalar")
+        if target_arr.shape not in ((), tuple(shape[:-1])):
+            raise ValueError(
+                f"target of shape {target_arr.shape} does not fit the output of shape "
+                f"{tuple(shape)}: give an int, an int array of shape {tuple(shape[:-1])}, or a "
+                f"float array of shape {tuple(shape)} (the output relevance)"
+            )
+        value = _concrete(target_arr)
+        if value is not None and ((value < 0).any() or (value >= classes).any()):
+            bad = value[(value < 0) | (value >= classes)].ravel()[0]
+            raise ValueError(
+                f"target index {int(bad)} is out of range for {classes} classes (output shape "
+                f"{tuple(shape)})"
+            )
+        return True
+    if target_arr.shape != tuple(shape):
+        raise ValueError(
+            f"a float target is the output relevance and needs the output's shape "
+            f"{tuple(shape)}, got {target_arr.shape}"
+        )
+    return False
+
+
 def output_relevance(out: Array, target: Any) -> tuple[Array, Array]:
     """The output relevance ``R_out`` and its cotangent ``R_out / out`` for a ``target``.
 
@@ -196,36 +239,54 @@ def output_relevance(out: Array, target: Any) -> tuple[Array, Array]:
     Raises:
       ValueError: for an index out of ``[0, classes)`` or a target of the wrong shape.
     """
-    classes = out.shape[-1] if out.ndim else 0
-    target_arr = jnp.asarray(target)
-    if jnp.issubdtype(target_arr.dtype, jnp.integer) or jnp.issubdtype(
-        target_arr.dtype, jnp.bool_
-    ):
-        if out.ndim == 0:
-            raise ValueError("an int target needs an output with a class axis")
-        if target_arr.shape not in ((), out.shape[:-1]):
-            raise ValueError(
-                f"target of shape {target_arr.shape} does not fit the output of shape "
-                f"{out.shape}: give an int, an int array of shape {out.shape[:-1]}, or a float "
-                f"array of shape {out.shape} (the output relevance)"
-            )
-        value = _concrete(target_arr)
-        if value is not None and ((value < 0).any() or (value >= classes).any()):
-            bad = value[(value < 0) | (value >= classes)]
-            raise ValueError(
-                f"target index {bad.tolist()[0] if bad.ndim else int(bad)} is out of range for "
-                f"{classes} classes (output shape {out.shape})"
-            )
-        onehot = jax.nn.one_hot(target_arr, classes, dtype=out.dtype)
+    if _check_target(out.shape, target):
+        onehot = jax.nn.one_hot(jnp.asarray(target), out.shape[-1], dtype=out.dtype)
         onehot = jnp.broadcast_to(onehot, out.shape)
         return out * onehot, onehot
-    if target_arr.shape != out.shape:
-        raise ValueError(
-            f"a float target is the output relevance and needs the output's shape {out.shape}, "
-            f"got {target_arr.shape}"
-        )
-    relevance = target_arr.astype(out.dtype)
+    relevance = jnp.asarray(target).astype(out.dtype)
     return relevance, safe_divide(relevance, out)
+
+
+def _explain(
+    fn: Callable[..., Array],
+    args: tuple[Any, ...],
+    target: Any,
+    composite: Composite | None,
+    argnums: ArgNums,
+    batched: bool | None,
+) -> Any:
+    out, relevance_fn = lrp(fn, composite, argnums, batched=batched)(*args)
+    relevance, cotangent = output_relevance(out, target)
+    return relevance_fn(relevance, cotangent=cotangent)
+
+
+_COMPILED: OrderedDict[tuple, tuple[Any, Any, Callable]] = OrderedDict()
+_COMPILED_MAX = 32
+
+
+def _compiled(fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None) -> Callable:
+    """A jitted explainer for (fn, composite), cached while both objects are alive in the cache.
+
+    Eager calls run through ``jax.jit``: one compilation instead of one per primitive.
+    """
+    key = (id(fn), id(composite), argnums if isinstance(argnums, int) else tuple(argnums), batched)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is fn and hit[1] is composite:
+        _COMPILED.move_to_end(key)
+        return hit[2]
+
+    def run(args: tuple[Any, ...], target: Any) -> Any:
+        return _explain(fn, args, target, composite, argnums, batched)
+
+    compiled = jax.jit(run)
+    _COMPILED[key] = (fn, composite, compiled)
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
+def _is_traced(tree: Any) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def explain(
@@ -245,7 +306,8 @@ def explain(
         R = jaxlrp.explain(model.apply, variables, x, target=281,
                            composite=jaxlrp.composites.EpsilonGammaBox(low=-1.0, high=1.0))
 
-    Composes with ``jax.jit`` and ``jax.vmap``.
+    Composes with ``jax.jit`` and ``jax.vmap``. Called eagerly, it compiles the explanation once
+    per (function, composite, shapes) with ``jax.jit`` and reuses it.
 
     Args:
       fn: returns logits ``(batch, classes)`` or ``(classes,)``; a Flax linen ``model.apply``,
@@ -259,10 +321,25 @@ def explain(
 
     Returns:
       Relevance with the shape (and pytree structure) of ``args[argnums]``.
+
+    Raises:
+      ValueError: for a target index out of range, a target of the wrong shape, non-float
+        inputs, or argnums out of range.
+      UnsupportedPrimitiveError: for a primitive on the relevance path that jaxlrp cannot
+        handle (naming the primitive, its shapes and its module).
     """
-    out, relevance_fn = lrp(fn, composite, argnums, batched=batched)(*args)
-    relevance, cotangent = output_relevance(out, target)
-    return relevance_fn(relevance, cotangent=cotangent)
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover
+        nnx = None
+    if (nnx is not None and isinstance(fn, nnx.Module)) or _is_traced((args, target)):
+        return _explain(fn, args, target, composite, argnums, batched)
+    # validate eagerly (clear errors with concrete values), then run compiled
+    call, call_args, nums = _as_function(fn, args, argnums)
+    _normalize_argnums(nums, len(call_args))
+    out = jax.eval_shape(call, *call_args)
+    _check_target(tuple(out.shape), target)
+    return _compiled(fn, composite, argnums, batched)(args, jnp.asarray(target))
 
 
 def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:

@@ -11,8 +11,6 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -112,10 +110,3 @@ def adaptive_avg_pool(x: jax.Array, output_size: tuple[int, int]) -> jax.Array:
 def global_avg_pool(x: jax.Array) -> jax.Array:
     """Mean over H and W: ``AdaptiveAvgPool2d(1)`` followed by ``flatten(1)``; shape (N, C)."""
     return jnp.mean(x, axis=(1, 2))
-
-
-def same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
-    """TensorFlow "SAME" padding (extra pixel at the end), as lax's ``"SAME"`` computes it."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + window - size, 0)
-    return total // 2, total - total // 2

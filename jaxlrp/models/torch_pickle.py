@@ -238,8 +238,9 @@ def _load_legacy(file: IO[bytes]) -> Any:
         if view is None:
             return storages[key]
         view_key, offset, view_size = view
-        return _Storage(storage_type.dtype, str(view_key), int(view_size), None, storages[key],
-                        int(offset))
+        return _Storage(
+            storage_type.dtype, str(view_key), int(view_size), None, storages[key], int(offset)
+        )
 
     result = _AllowListUnpickler(file, load_storage).load()
     keys = plain()

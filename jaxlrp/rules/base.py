@@ -41,8 +41,13 @@ def sign0(x: Array) -> Array:
     return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
 
 
-def stabilize(x: Array, epsilon: float | Array) -> Array:
-    """``x + ε·sign(x)`` with ``sign(0) = +1``: a denominator that is never zero for ε > 0."""
+def stabilize(x: Array, epsilon: float | Array, clip: bool = False) -> Array:
+    """``x + ε·sign(x)`` with ``sign(0) = +1``: a denominator that is never zero for ε > 0.
+
+    With ``clip=True``, ``sign(x)·max(|x|, ε)`` instead: exact wherever ``|x| >= ε``.
+    """
+    if clip:
+        return sign0(x) * jnp.maximum(jnp.abs(x), epsilon)
     return x + epsilon * sign0(x)
 
 
@@ -206,6 +211,7 @@ class ModifiedRule(LayerRule):
     """
 
     stabilizer: float = 1e-6
+    clip: bool = False  # stabilize by clipping |denominator| at ε instead of adding ε
 
     def groups(self) -> tuple[Group, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -238,7 +244,7 @@ class ModifiedRule(LayerRule):
                     z_k = ctx.forward(a_k, w_k, b_k)
                 modified.append((term, a_k, w_k))
                 denominator = denominator + term.sign * z_k
-            s = relevance / stabilize(denominator, eps)
+            s = relevance / stabilize(denominator, eps, self.clip)
             if group.mask is not None:
                 s = s * group.mask(ctx.z).astype(s.dtype)
             for term, a_k, w_k in modified:

@@ -43,13 +43,16 @@ class Epsilon(ModifiedRule):
 class Zero(ModifiedRule):
     """LRP-0: ``R_a = a ⊙ Wᵀ (R / z)``, stabilized only against division by zero.
 
-    On a bias-free ReLU network this is gradient × input and conserves relevance exactly.
+    On a bias-free ReLU network this is gradient × input and conserves relevance exactly. The
+    denominator is ``sign(z)·max(|z|, stabilizer)``: exact wherever ``|z| >= stabilizer``
+    (``Epsilon(1e-6)`` instead adds ε everywhere, as zennit does).
 
     Args:
-      stabilizer: added to the denominator with its sign (default 1e-6).
+      stabilizer: the smallest magnitude of a denominator (default 1e-6).
     """
 
     stabilizer: float = 1e-6
+    clip: bool = dataclasses.field(default=True, init=False, repr=False)
 
     def groups(self) -> tuple[Group, ...]:
         return (Group((Term(),)),)

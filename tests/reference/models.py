@@ -82,7 +82,7 @@ def randomize(variables, rng: np.random.Generator, bias_scale: float = 0.1):
 
     def draw(path, leaf):
         name = jax.tree_util.keystr(path)
-        shape = np.shape(leaf)
+        shape = tuple(leaf.shape)
         if "kernel" in name:
             fan_in = int(np.prod(shape[:-1]))
             value = rng.normal(size=shape) / np.sqrt(fan_in)
@@ -148,7 +148,9 @@ def make_case(name: str, seed: int = 0, use_bias: bool = True) -> Case:
         x = random_inputs(rng, (3, 12, 12, 3))
     else:
         raise ValueError(name)
-    variables = randomize(model.init(jax.random.PRNGKey(0), jnp.asarray(x)), rng)
+    # eval_shape: only the parameter shapes are needed, so nothing is compiled or run here.
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.asarray(x))
+    variables = randomize(shapes, rng)
     params = variables["params"]
     network = mlp_network(params) if name == "mlp" else cnn_network(params, model)
     return Case(name, model, variables, x, network)

@@ -33,6 +33,15 @@ def bias_free_cases():
     return {name: make_case(name, use_bias=False) for name in CASES}
 
 
+@pytest.fixture(scope="module")
+def finite_difference_gradients(bias_free_cases):
+    """d logit[target] / dx of each bias-free case by central differences (computed once)."""
+    return {
+        name: _finite_difference_gradient(case.network, case.x, targets_for(case))
+        for name, case in bias_free_cases.items()
+    }
+
+
 # ------------------------------------------------------------------------------------------
 # The linear maps themselves
 # ------------------------------------------------------------------------------------------
@@ -175,13 +184,13 @@ def _finite_difference_gradient(net, x, target, step=1e-6):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_reference_gradient_matches_finite_differences_and_jax_grad(bias_free_cases, name):
+def test_reference_gradient_matches_finite_differences_and_jax_grad(
+    bias_free_cases, finite_difference_gradients, name
+):
     case = bias_free_cases[name]
     target = targets_for(case)
     grad = ref.gradient(case.network, case.x, target)
-    np.testing.assert_allclose(
-        grad, _finite_difference_gradient(case.network, case.x, target), rtol=1e-6, atol=1e-8
-    )
+    np.testing.assert_allclose(grad, finite_difference_gradients[name], rtol=1e-6, atol=1e-8)
 
     def target_logits(x):
         return case.model.apply(case.variables, x)[jnp.arange(x.shape[0]), target].sum()
@@ -190,7 +199,9 @@ def test_reference_gradient_matches_finite_differences_and_jax_grad(bias_free_ca
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_lrp0_conserves_the_target_logit_and_equals_gradient_times_input(bias_free_cases, name):
+def test_lrp0_conserves_the_target_logit_and_equals_gradient_times_input(
+    bias_free_cases, finite_difference_gradients, name
+):
     """docs/lrp-notes.md section 5: LRP-0 on a bias-free dense/conv + ReLU (+ winner-takes-all
     max pool, + Norm average pool) network redistributes exactly the target logit, as x * grad."""
     case = bias_free_cases[name]
@@ -200,7 +211,7 @@ def test_lrp0_conserves_the_target_logit_and_equals_gradient_times_input(bias_fr
     logits = explanation.activations[-1][np.arange(case.x.shape[0]), target]
     per_example = explanation.relevance.reshape(case.x.shape[0], -1).sum(axis=1)
     np.testing.assert_allclose(per_example, logits, rtol=1e-9, atol=1e-12)
-    x_times_grad = case.x * _finite_difference_gradient(case.network, case.x, target)
+    x_times_grad = case.x * finite_difference_gradients[name]
     assert ref.relative_error(explanation.relevance, x_times_grad) < 1e-7
 
 
