@@ -71,8 +71,8 @@ def smoothgrad(
 ) -> Array:
     """SmoothGrad: the gradient averaged over noisy copies of the input.
 
-    ``(1/n) Σ_k g(x + ε_k)``, ``ε_k ~ N(0, σ²)``, ``σ = noise_level · (max x − min x)`` (the range of
-    the whole explained array). With ``magnitude=True`` the average of ``|g|`` (saliency).
+    ``(1/n) Σ_k g(x + ε_k)``, ``ε_k ~ N(0, σ²)``, ``σ = noise_level · (max x − min x)`` (the
+    range of the whole explained array). With ``magnitude=True`` the average of ``|g|`` (saliency).
 
     Args:
       key: PRNG key of the noise (``jax.random.key(0)`` when None).

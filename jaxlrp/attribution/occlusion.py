@@ -43,11 +43,6 @@ def spread(values: Array, patch: tuple[int, int], stride: tuple[int, int],
     return out[:, 0, : size[0], : size[1]].reshape((*lead, *size))
 
 
-def _move_spatial_last(x: Array, axes: tuple[int, int]) -> tuple[Array, tuple[int, int]]:
-    a = tuple(ax % x.ndim for ax in axes)
-    return jnp.moveaxis(x, a, (-2, -1)), a
-
-
 def occlusion(
     f: Callable[..., Array],
     *args: Any,
@@ -88,8 +83,6 @@ def occlusion(
     base = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
     score = score_fn(f, args, n, target)
     reference = score(x)
-    shape = [1] * x.ndim
-    shape[ax[0]], shape[ax[1]] = height, width
     rows = jnp.arange(height).reshape([height if i == ax[0] else 1 for i in range(x.ndim)])
     cols = jnp.arange(width).reshape([width if i == ax[1] else 1 for i in range(x.ndim)])
 
@@ -107,7 +100,6 @@ def occlusion(
     # Broadcast (*batch, H, W) onto x: batch axes lead, spatial axes at ``ax``, others size 1.
     batch_nd = per_pixel.ndim - 2
     rest = [i for i in range(x.ndim) if i not in ax]
-    expanded = per_pixel
     target_shape = [1] * x.ndim
     for i, dim in zip(rest[:batch_nd], per_pixel.shape[:batch_nd], strict=True):
         target_shape[i] = dim

@@ -48,5 +48,6 @@ def method(name: str, **options: Any) -> Callable[..., Any]:
     try:
         fn = METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown attribution method {name!r}; known: {', '.join(METHODS)}") from None
+        known = ", ".join(METHODS)
+        raise KeyError(f"unknown attribution method {name!r}; known: {known}") from None
     return functools.partial(fn, **options) if options else fn

@@ -81,7 +81,8 @@ def ssim(a: Array, b: Array, sigma: float = 1.5, data_range: float | None = None
     var_a = _gaussian_filter(a * a, sigma, radius) - mu_a**2
     var_b = _gaussian_filter(b * b, sigma, radius) - mu_b**2
     cov = _gaussian_filter(a * b, sigma, radius) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    s = numerator / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.mean((-2, -1))
 
 

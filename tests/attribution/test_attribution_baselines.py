@@ -7,8 +7,6 @@ import pytest
 
 from jaxlrp import attribution
 
-jax.config.update("jax_enable_x64", False)
-
 
 def linear(params, x):
     """A linear classifier on NHWC images: logits = flatten(x) @ W + b."""
@@ -122,7 +120,8 @@ def test_overlapping_occlusion_averages_the_windows(linear_setup):
         for c in range(4):
             xo = np.asarray(x).copy()
             xo[:, r:r + 2, c:c + 3] = 0
-            total[:, r:r + 2, c:c + 3] += (f0 - np.asarray(linear(params, xo))[:, 0])[:, None, None]
+            drop = f0 - np.asarray(linear(params, xo))[:, 0]
+            total[:, r:r + 2, c:c + 3] += drop[:, None, None]
             count[r:r + 2, c:c + 3] += 1
     np.testing.assert_allclose(occ[..., 0], total / count, rtol=1e-4, atol=1e-5)
 
@@ -159,8 +158,8 @@ def test_lrp_entry_is_explain(relu_setup):
     import jaxlrp
 
     params, x = relu_setup
-    np.testing.assert_allclose(attribution.lrp(relu_net, params, x, target=2),
-                               jaxlrp.explain(relu_net, params, x, target=2), rtol=1e-6)  # fmt: skip
+    expected = jaxlrp.explain(relu_net, params, x, target=2)
+    np.testing.assert_allclose(attribution.lrp(relu_net, params, x, target=2), expected, rtol=1e-6)
 
 
 def test_registry_binds_options(relu_setup):

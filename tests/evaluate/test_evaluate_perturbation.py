@@ -66,7 +66,8 @@ def test_steps_subsample_the_regions(toy):
     full = evaluate.perturbation_curve(positive_linear, params, x, relevance=perfect, target=0,
                                        patch=2, perturbation=evaluate.Constant(0.0))  # fmt: skip
     four = evaluate.perturbation_curve(positive_linear, params, x, relevance=perfect, target=0,
-                                       patch=2, steps=4, perturbation=evaluate.Constant(0.0))  # fmt: skip
+                                       patch=2, steps=4,
+                                       perturbation=evaluate.Constant(0.0))  # fmt: skip
     np.testing.assert_allclose(four, full[:, ::4], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="steps"):
         evaluate.perturbation_curve(positive_linear, params, x, relevance=perfect, target=0,

@@ -8,6 +8,7 @@ to be well conditioned at float32 rounding (test_numpy_reference.py), so a failu
 difference in the propagation, not rounding.
 """
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,3 +65,58 @@ def test_lrp0_matches_reference_on_bias_free_network(case_name):
     expected = reference_relevance(configuration, case, target)
     error = ref.relative_error(np.asarray(relevance), expected)
     assert error <= TOLERANCE, f"bias-free LRP-0 on {case_name}: relative error {error:.3e}"
+
+
+# ------------------------------------------------------------------------------------------
+# Stabilizer conventions, isolated on tiny models where they change the result by far more
+# than float32 rounding (the configurations above only see them through a few small z's)
+# ------------------------------------------------------------------------------------------
+
+
+class _PoolThenDense(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        return nn.Dense(3, name="Dense_0")(x.reshape((x.shape[0], -1)))
+
+
+def test_average_pool_norm_stabilizes_the_pooled_mean():
+    """Norm on average pooling: R_in = a * VJP(R_out / stab(z)) with z the pooled *output*
+    (sum / n), as zennit's Norm on AvgPool2d: the denominator is mean + eps, not sum + eps."""
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0.5e-3, 1.5e-3, size=(2, 4, 4, 2)).astype(np.float32)  # means ~1e-3
+    kernel = rng.normal(size=(8, 3)).astype(np.float32)
+    bias = (0.1 * rng.normal(size=3)).astype(np.float32)
+    variables = {"params": {"Dense_0": {"kernel": kernel, "bias": bias}}}
+    network = [ref.AvgPool(), ref.Flatten(), ref.Dense(kernel.astype(np.float64), bias)]
+    target = np.array([0, 2])
+    relevance = jaxlrp.explain(
+        _PoolThenDense().apply,
+        variables,
+        jnp.asarray(x),
+        target=jnp.asarray(target),
+        composite=composites.Composite(default=rules.Epsilon(epsilon=0.0)),
+    )
+    expected = ref.explain(network, x, target, ref.Composite(default=ref.Epsilon(0.0)))
+    error = ref.relative_error(np.asarray(relevance), expected.relevance)
+    assert error <= TOLERANCE, f"avg-pool Norm: relative error {error:.3e}"
+
+
+def test_zero_rule_adds_its_stabilizer_to_the_denominator():
+    """Zero() is Epsilon(1e-6): R_j = a_j w_jk / (z_k + 1e-6 sign(z_k)) R_k. On an output with
+    z = 1e-4 that keeps 1e-4 / (1e-4 + 1e-6) = 99% of the relevance on the input side."""
+    kernel = np.array([[0.5, 1.0], [0.25, -1.0], [1.0, 0.5]], dtype=np.float32)
+    bias = np.array([1e-4, 0.0], dtype=np.float32)
+    x = np.array([[1.0, 2.0, -1.0]], dtype=np.float32)  # z_0 = 0.5 + 0.5 - 1 + 1e-4
+    variables = {"params": {"kernel": kernel, "bias": bias}}
+    relevance = jaxlrp.explain(
+        nn.Dense(2).apply,
+        variables,
+        jnp.asarray(x),
+        target=0,
+        composite=composites.Composite(default=rules.Zero()),
+    )
+    network = [ref.Dense(kernel.astype(np.float64), bias.astype(np.float64))]
+    expected = ref.explain(network, x, 0, ref.Composite(default=ref.Zero()))
+    error = ref.relative_error(np.asarray(relevance), expected.relevance)
+    assert error <= TOLERANCE, f"Zero stabilizer: relative error {error:.3e}"
