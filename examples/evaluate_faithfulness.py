@@ -146,7 +146,8 @@ def run_setting(s: Setting, out_dir: pathlib.Path, key: jax.Array) -> list[str]:
         ]
         for mname, (am, al, area) in table[pname].items():
             sem = area.std(ddof=1) / np.sqrt(len(area)) if len(area) > 1 else float("nan")
-            lines.append(f"| {mname} | {am.mean():.3f} | {al.mean():.3f} | "
+            label = mname.replace("|", "\\|")  # Markdown: escape pipes in names
+            lines.append(f"| {label} | {am.mean():.3f} | {al.mean():.3f} | "
                          f"{area.mean():.3f} ± {sem:.3f} |")  # fmt: skip
         lines.append("")
         plot(curves[pname], f"{s.name}, {pname}",

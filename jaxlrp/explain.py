@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -260,6 +261,12 @@ def _explain(
     return relevance_fn(relevance, cotangent=cotangent)
 
 
+COMPILE_EAGER_CALLS = os.environ.get("JAXLRP_COMPILE_EAGER", "1") != "0"
+"""Whether eager ``explain`` calls run through ``jax.jit`` (one XLA compilation per function,
+composite and shapes). Set the environment variable ``JAXLRP_COMPILE_EAGER=0`` to run them
+op by op instead, which is faster when many composites are tried on one small model (each
+primitive is compiled once and reused)."""
+
 _COMPILED: OrderedDict[tuple, tuple[Any, Any, Callable]] = OrderedDict()
 _COMPILED_MAX = 32
 
@@ -332,7 +339,11 @@ def explain(
         from flax import nnx
     except ImportError:  # pragma: no cover
         nnx = None
-    if (nnx is not None and isinstance(fn, nnx.Module)) or _is_traced((args, target)):
+    if (
+        not COMPILE_EAGER_CALLS
+        or (nnx is not None and isinstance(fn, nnx.Module))
+        or _is_traced((args, target))
+    ):
         return _explain(fn, args, target, composite, argnums, batched)
     # validate eagerly (clear errors with concrete values), then run compiled
     call, call_args, nums = _as_function(fn, args, argnums)

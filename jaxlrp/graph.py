@@ -105,6 +105,10 @@ class NodeSpec:
     entry: PrimitiveInfo | None
     active_inputs: list[int]  # operand positions that are active
     routes: bool = False
+    # for sums: the single-use scalings by constants that follow (average pooling's ``/ n``),
+    # evaluated with the sum as one node so that Norm stabilizes the pooled *mean*
+    post: list[int] = dataclasses.field(default_factory=list)
+    first: int = -1  # index of the node's own equation (when ``post`` is not empty)
 
 
 @dataclasses.dataclass
@@ -228,6 +232,36 @@ def analyze(
     for anchor in layers:
         nodes.pop(anchor, None)
 
+    # sums absorb the scalings that follow them (avg pool = window sum / n)
+    for i, spec in list(nodes.items()):
+        if spec.kind != "sum" or len(program.eqns[i].outputs) != 1:
+            continue
+        z = program.eqns[i].outputs[0]
+        chain = []
+        while z not in outputs and len(uses.get(z, [])) == 1:
+            j = uses[z][0]
+            nxt = program.eqns[j]
+            if nxt.name not in ("mul", "div") or nxt.outputs[0].shape != z.shape:
+                break
+            other = nxt.inputs[1] if nxt.inputs[0] is z else nxt.inputs[0]
+            if (isinstance(other, Var) and other in active) or other is z:
+                break
+            if nxt.name == "div" and nxt.inputs[0] is not z:
+                break
+            chain.append(j)
+            z = nxt.outputs[0]
+        if chain:
+            anchor = chain[-1]
+            nodes.pop(anchor, None)
+            for j in chain[:-1]:
+                nodes.pop(j, None)
+            del nodes[i]
+            spec.post = chain
+            spec.first = i
+            nodes[anchor] = spec
+            skip.add(i)
+            skip.update(chain[:-1])
+
     _name_layers(program, layers, producer, input_paths or [None] * len(program.inputs))
     _mark_positions(program, layers, active)
     return Plan(program, active, nonneg, layers, skip, nodes)
@@ -245,7 +279,9 @@ def _classify(
         return kind, False
     srcs = {source.get(eqn.inputs[k], eqn.inputs[k]) for k in act}
     same_shape = all(eqn.inputs[k].shape == eqn.outputs[0].shape for k in act)
-    if len(act) == 1 or (len(srcs) == 1 and same_shape):
+    if len(act) == 1:
+        return "activation", False
+    if len(srcs) == 1 and same_shape:
         return "activation", entry.routes
     if entry.multi is None:
         raise UnsupportedPrimitiveError(

