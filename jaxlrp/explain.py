@@ -46,7 +46,9 @@ def _as_function(fn: Any, args: tuple[Any, ...], argnums: ArgNums) -> tuple[Call
         def call(state: Any, *a: Any) -> Any:
             return nnx.merge(graphdef, state)(*a)
 
-        shift = (lambda n: n + 1 if n >= 0 else n)
+        def shift(n: int) -> int:
+            return n + 1 if n >= 0 else n
+
         argnums = shift(argnums) if isinstance(argnums, int) else tuple(map(shift, argnums))
         return call, (state, *args), argnums
     return fn, args, argnums

@@ -6,7 +6,8 @@ For a layer ``z = f(a; W, b)`` (dense or convolution, with any batch norm alread
 .. math::
 
     z_k = f(\\mathrm{in}_k(a); \\rho_k(W), \\beta_k(b)) \\qquad
-    s_g = \\mathrm{mask}_g(z) \\odot R \\,/\\, \\mathrm{stab}\\big(\\textstyle\\sum_{k\\in g} t_k z_k\\big)
+    s_g = \\mathrm{mask}_g(z) \\odot R \\,/\\,
+          \\mathrm{stab}\\big(\\textstyle\\sum_{k\\in g} t_k z_k\\big)
 
 .. math::
 
@@ -206,8 +207,9 @@ class Group:
 class ModifiedRule(LayerRule):
     """A rule given by groups of terms; the four LRP steps are computed generically.
 
-    Subclasses implement :meth:`groups` and may override :meth:`stabilizer_for` (the stabilizer added to
-    each denominator; may depend on the layer, as in :class:`~jaxlrp.rules.RelativeEpsilon`).
+    Subclasses implement :meth:`groups` and may override :meth:`stabilizer_for` (the
+    stabilizer added to each denominator; may depend on the layer, as in
+    :class:`~jaxlrp.rules.RelativeEpsilon`).
     """
 
     stabilizer: float = 1e-6
@@ -225,11 +227,7 @@ class ModifiedRule(LayerRule):
         times_input = None
         free = None
         for group in self.groups():
-            terms = [
-                t
-                for t in group.terms
-                if not (ctx.input_nonneg and isinstance(t.input, Scaled) and t.input.zero_when_nonneg)
-            ]
+            terms = [t for t in group.terms if not _vanishes(t, ctx.input_nonneg)]
             if not terms:
                 continue
             modified = []
@@ -257,6 +255,11 @@ class ModifiedRule(LayerRule):
                     part = scale * a_k * c
                     free = part if free is None else free + part
         return Relevance(times_input=times_input, free=free)
+
+
+def _vanishes(term: Term, input_nonneg: bool) -> bool:
+    """A term on ``a⁻`` is exactly zero when the input is known to be non-negative."""
+    return input_nonneg and isinstance(term.input, Scaled) and term.input.zero_when_nonneg
 
 
 def _modify_input(modifier: InputModifier, a: Array) -> Array:

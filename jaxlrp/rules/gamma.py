@@ -3,7 +3,8 @@ Andéol et al. 2021).
 
 For a positive output (z > 0) the positive contributions are favoured,
 
-.. math::  R_j = \\sum_k \\frac{a_j^+ (w_{jk} + \\gamma w_{jk}^+) + a_j^- (w_{jk} + \\gamma w_{jk}^-)}
+.. math::  R_j = \\sum_k \\frac{a_j^+ (w_{jk} + \\gamma w_{jk}^+)
+                 + a_j^- (w_{jk} + \\gamma w_{jk}^-)}
            {\\sum_j a_j^+ (w_{jk} + \\gamma w_{jk}^+) + a_j^- (w_{jk} + \\gamma w_{jk}^-)
             + (b_k + \\gamma b_k^+)}\\, R_k ,
 
