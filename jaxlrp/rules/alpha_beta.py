@@ -23,12 +23,21 @@ from jaxlrp.rules.base import (
 )
 
 
+PLUS, MINUS = (0.0, 1.0), (1.0, -1.0)  # W⁺ and W⁻ = W − W⁺ in the basis (W, W⁺)
+
+
 def _positive_part() -> tuple[Term, ...]:
-    return Term(positive_input, positive, positive), Term(negative_input, negative, None)
+    return (
+        Term(positive_input, positive, positive, basis=PLUS),
+        Term(negative_input, negative, None, basis=MINUS),
+    )
 
 
 def _negative_part() -> tuple[Term, ...]:
-    return Term(positive_input, negative, negative), Term(negative_input, positive, None)
+    return (
+        Term(positive_input, negative, negative, basis=MINUS),
+        Term(negative_input, positive, None, basis=PLUS),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,7 @@ class LayerContext:
     input_nonneg: bool
     batched: bool
     info: Any = None
+    linear: Array | None = None  # apply(a, w), i.e. z without the additive term
 
     def forward(self, a: Array, w: Array, b: Array | None) -> Array:
         """``f(a; w, b) = apply(a, w) + b`` (no bias when ``b`` is None)."""
@@ -193,6 +194,10 @@ class Term:
     weight: Callable[[Array], Array] = keep
     bias: Callable[[Array], Array] | None = keep
     sign: float = 1.0
+    basis: tuple[float, float] | None = None
+    """Optional ``(p, q)`` with ``weight(W) == p·W + q·W⁺``. When every term of a rule states it
+    and the input is known to be non-negative, the rule needs one extra forward pass (``W⁺a``)
+    and at most two transposed passes, whatever its number of terms."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +229,15 @@ class ModifiedRule(LayerRule):
 
     def __call__(self, ctx: LayerContext, relevance: Array) -> Relevance:
         eps = self.stabilizer_for(ctx)
+        groups = self.groups()
+        if ctx.input_nonneg and all(
+            t.basis is not None and isinstance(t.input, Scaled)
+            for g in groups for t in g.terms if not _vanishes(t, True)
+        ):
+            return _nonneg_fast_path(groups, ctx, relevance, eps, self.clip)
         times_input = None
         free = None
-        for group in self.groups():
+        for group in groups:
             terms = [t for t in group.terms if not _vanishes(t, ctx.input_nonneg)]
             if not terms:
                 continue
@@ -255,6 +266,57 @@ class ModifiedRule(LayerRule):
                     part = scale * a_k * c
                     free = part if free is None else free + part
         return Relevance(times_input=times_input, free=free)
+
+
+def _nonneg_fast_path(
+    groups: tuple[Group, ...], ctx: LayerContext, relevance: Array, eps: Any, clip: bool
+) -> Relevance:
+    """Terms ``p·W + q·W⁺`` on a non-negative input, from ``Wa`` and ``W⁺a`` only.
+
+    ``f(a; pW + qW⁺) = p·Wa + q·W⁺a`` and the transposed passes add up the same way, so any
+    number of such terms costs one extra forward pass and two transposed passes (Gamma and
+    AlphaBeta otherwise need two of each per output sign).
+    """
+    linear = ctx.linear if ctx.linear is not None else ctx.z - ctx.b
+    w_plus = jnp.maximum(ctx.w, 0)
+    need_plus = any(t.basis[1] for g in groups for t in g.terms if not _vanishes(t, True))
+    plus = ctx.apply(ctx.a, w_plus) if need_plus else None
+    along_w = None
+    along_plus = None
+    masked = False
+    for group in groups:
+        terms = [t for t in group.terms if not _vanishes(t, True)]
+        if not terms:
+            continue
+        denominator = 0.0
+        for term in terms:
+            p, q = term.basis
+            z_k = p * linear if p else 0.0
+            if q:
+                z_k = z_k + q * plus
+            if term.bias is not None:
+                z_k = z_k + term.bias(ctx.b)
+            denominator = denominator + term.sign * z_k
+        s = relevance / stabilize(denominator, eps, clip)
+        if group.mask is not None:
+            s = s * group.mask(ctx.z).astype(s.dtype)
+        for term in terms:
+            p, q = term.basis
+            scale = group.coefficient * term.sign
+            masked = masked or term.input is not identity_input
+            if p:
+                along_w = scale * p * s if along_w is None else along_w + scale * p * s
+            if q:
+                along_plus = scale * q * s if along_plus is None else along_plus + scale * q * s
+    c = None
+    if along_w is not None:
+        c = ctx.backward(ctx.w, along_w)
+    if along_plus is not None:
+        c_plus = ctx.backward(w_plus, along_plus)
+        c = c_plus if c is None else c + c_plus
+    if c is not None and masked:
+        c = c * (ctx.a > 0).astype(c.dtype)
+    return Relevance(times_input=c)
 
 
 def _vanishes(term: Term, input_nonneg: bool) -> bool:

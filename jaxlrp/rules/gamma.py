@@ -58,12 +58,15 @@ class Gamma(ModifiedRule):
         def down(p: Array) -> Array:
             return p + g * jnp.minimum(p, 0)
 
+        up_basis, down_basis = (1.0, g), (1.0 + g, -g)  # W + γW⁺, W + γW⁻ = (1+γ)W − γW⁺
         positive_out = Group(
-            (Term(positive_input, up, up), Term(negative_input, down, None)),
+            (Term(positive_input, up, up, basis=up_basis),
+             Term(negative_input, down, None, basis=down_basis)),
             mask=lambda z: z > 0,
         )
         negative_out = Group(
-            (Term(positive_input, down, down), Term(negative_input, up, None)),
+            (Term(positive_input, down, down, basis=down_basis),
+             Term(negative_input, up, None, basis=up_basis)),
             mask=lambda z: z < 0,
         )
         return positive_out, negative_out
