@@ -38,7 +38,17 @@ def _concrete(x: Any) -> np.ndarray | None:
         return None
 
 
-@dataclasses.dataclass(frozen=True)
+def _short(bound: Any) -> str:
+    """A bound for printing: the number, or the array's range and shape."""
+    value = _concrete(bound)
+    if value is None:
+        return "<traced>"
+    if value.ndim == 0:
+        return f"{float(value):g}"
+    return f"[{value.min():.3g}..{value.max():.3g}] shape {tuple(value.shape)}"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class ZBox(ModifiedRule):
     """z^B rule for inputs bounded by ``low <= x <= high`` (pixels).
 
@@ -69,6 +79,12 @@ class ZBox(ModifiedRule):
         low, high = _concrete(self.low), _concrete(self.high)
         if low is not None and high is not None and np.any(low > high):
             raise ValueError(f"ZBox needs low <= high, got low={self.low}, high={self.high}")
+
+    def __repr__(self) -> str:
+        return (
+            f"ZBox(low={_short(self.low)}, high={_short(self.high)}, "
+            f"stabilizer={self.stabilizer})"
+        )
 
     def groups(self) -> tuple[Group, ...]:
         return (

@@ -69,7 +69,8 @@ def test_float64_leaves_only_convention_differences():
         "print(json.dumps(pair.compare('EpsilonGammaBox')))\n"
     )
     here = pathlib.Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=600, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
