@@ -137,6 +137,7 @@ def _literal_value(atom: Any) -> float | None:
 
 
 _ELEMENTWISE_AFFINE = {"add", "sub", "mul", "div", "neg"}
+_SHAPE_ONLY = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type"}
 _TAP_STRUCTURAL = {
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "convert_element_type",
     "copy", "copy_p", "rev", "slice", "pad", "reduce_precision",
@@ -232,15 +233,20 @@ def analyze(
     for anchor in layers:
         nodes.pop(anchor, None)
 
-    # sums absorb the scalings that follow them (avg pool = window sum / n)
+    # sums absorb the scalings that follow them (avg pool = window sum / n; a mean with
+    # keepdims = sum, broadcast, / n), so that Norm stabilizes the mean, as zennit does
     for i, spec in list(nodes.items()):
         if spec.kind != "sum" or len(program.eqns[i].outputs) != 1:
             continue
         z = program.eqns[i].outputs[0]
-        chain = []
+        chain: list[int] = []
         while z not in outputs and len(uses.get(z, [])) == 1:
             j = uses[z][0]
             nxt = program.eqns[j]
+            if nxt.name in _SHAPE_ONLY and len(nxt.inputs) == 1:
+                chain.append(j)
+                z = nxt.outputs[0]
+                continue
             if nxt.name not in ("mul", "div") or nxt.outputs[0].shape != z.shape:
                 break
             other = nxt.inputs[1] if nxt.inputs[0] is z else nxt.inputs[0]
@@ -250,10 +256,11 @@ def analyze(
                 break
             chain.append(j)
             z = nxt.outputs[0]
+        while chain and program.eqns[chain[-1]].name not in ("mul", "div"):
+            chain.pop()  # keep shape-only ops only when a scaling follows them
         if chain:
             anchor = chain[-1]
-            nodes.pop(anchor, None)
-            for j in chain[:-1]:
+            for j in chain:
                 nodes.pop(j, None)
             del nodes[i]
             spec.post = chain

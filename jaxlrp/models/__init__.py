@@ -15,6 +15,7 @@ from jaxlrp.models.convert import convert_state_dict, torch_prefix
 from jaxlrp.models.layers import adaptive_avg_pool, max_pool
 from jaxlrp.models.registry import ModelInfo, available_models, info, load
 from jaxlrp.models.torch_pickle import UnsafePickleError, load_torch_object, read_torch_state_dict
+from jaxlrp.models.zennit_compat import zennit_batchnorm_variables
 
 __all__ = [
     "ModelInfo",
@@ -28,4 +29,5 @@ __all__ = [
     "max_pool",
     "read_torch_state_dict",
     "torch_prefix",
+    "zennit_batchnorm_variables",
 ]

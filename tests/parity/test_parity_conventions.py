@@ -192,18 +192,7 @@ def test_zennit_batch_norm_merge_leaves_a_scaling_by_one_over_sqrt_one_plus_eps(
     assert relative_l2(relevance, expected) < 1e-5
 
 
-@pytest.mark.parametrize(
-    "keepdims",
-    [
-        False,
-        pytest.param(True, marks=pytest.mark.xfail(
-            strict=False,
-            reason="jnp.mean(keepdims=True) is reduce_sum -> broadcast_in_dim -> div; jaxlrp's "
-            "mean detection does not look through the broadcast yet and stabilizes the sum "
-            "(VGG's adaptive pooling takes this path): see docs/zennit-parity.md",
-        )),
-    ],
-)
+@pytest.mark.parametrize("keepdims", [False, True])  # keepdims: sum -> broadcast -> div
 def test_average_pool_stabilizer_is_applied_to_the_mean(keepdims):
     """``Norm`` on an average pool stabilizes the pooled mean on both sides:
     ``R_i = x_i m / (n (m + ε))``, not ``x_i m / (S + ε)`` with the window sum ``S``. The two

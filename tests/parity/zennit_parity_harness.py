@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxlrp.models import zennit_batchnorm_variables  # noqa: F401 (used by the tests)
+
 ARCHITECTURES = ("vgg16", "vgg16_bn", "resnet18", "resnet50")
 COMPOSITES = (
     "EpsilonGammaBox",
@@ -94,26 +96,6 @@ def jaxlrp_composite(name: str, **kwargs: Any) -> Any:
     if name == "EpsilonGammaBox":
         return composites.EpsilonGammaBox(low=LOW, high=HIGH, **kwargs)
     return getattr(composites, name)(**kwargs)
-
-
-def zennit_batchnorm_variables(variables: Any, eps: float = 1e-5) -> Any:
-    """The variables of the function zennit's batch-norm canonizers actually explain.
-
-    zennit's ``MergeBatchNorm`` folds ``γ/sqrt(var + eps)`` and the shift into the layer and then
-    "resets" the batch norm to ``mean 0, var 1, γ 1, β 0`` -- which is not the identity: the
-    reset layer still divides by ``sqrt(1 + eps)``. The canonized model is the original with every
-    batch norm's ``γ`` and ``β`` divided by ``sqrt(1 + eps)``; this returns those variables.
-    """
-    factor = 1.0 / np.sqrt(1.0 + eps)
-
-    def walk(tree: Any) -> Any:
-        if not hasattr(tree, "items"):
-            return tree
-        if "scale" in tree and "bias" in tree:  # a batch norm's params
-            return {**tree, "scale": tree["scale"] * factor, "bias": tree["bias"] * factor}
-        return {key: walk(value) for key, value in tree.items()}
-
-    return {**variables, "params": walk(variables["params"])}
 
 
 class Pair:
