@@ -40,6 +40,8 @@ def _concrete(x: Any) -> np.ndarray | None:
 
 def _short(bound: Any) -> str:
     """A bound for printing: the number, or the array's range and shape."""
+    if isinstance(bound, int | float):
+        return repr(bound)
     value = _concrete(bound)
     if value is None:
         return "<traced>"
