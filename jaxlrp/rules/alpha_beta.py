@@ -22,7 +22,6 @@ from jaxlrp.rules.base import (
     positive_input,
 )
 
-
 PLUS, MINUS = (0.0, 1.0), (1.0, -1.0)  # W⁺ and W⁻ = W − W⁺ in the basis (W, W⁺)
 
 
