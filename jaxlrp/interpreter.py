@@ -330,7 +330,8 @@ def _control(
         return list(lax.switch(index, branches, *ops))
     if eqn.name == "scan":
         p = eqn.params
-        nc, nk = p["num_consts"], p["num_carry"]
+        # newer JAX closes scan constants over the body instead of passing them as operands
+        nc, nk = p.get("num_consts", 0), p["num_carry"]
         consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
         active = list(is_active)
         body = program_from_jaxpr(p["jaxpr"], prefix=eqn.name_stack)
@@ -349,8 +350,8 @@ def _control(
             return tuple(outs[:nk]), tuple(outs[nk:])
 
         carry, ys = lax.scan(
-            step, tuple(init), tuple(xs), length=p["length"], reverse=p["reverse"],
-            unroll=p["unroll"],
+            step, tuple(init), tuple(xs), length=p["length"], reverse=p.get("reverse", False),
+            unroll=p.get("unroll", 1),
         )
         return [*carry, *ys]
     return _bind(eqn, values)
