@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend import core as jcore
 
 from jaxlrp.graph import (
     _TAP_STRUCTURAL,
@@ -330,11 +331,16 @@ def _control(
         return list(lax.switch(index, branches, *ops))
     if eqn.name == "scan":
         p = eqn.params
-        # newer JAX closes scan constants over the body instead of passing them as operands
-        nc, nk = p.get("num_consts", 0), p["num_carry"]
+        if "num_carry" in p:
+            nc, nk = p.get("num_consts", 0), p["num_carry"]
+        else:  # JAX >= 0.11: "ft_in" partitions the operands into (consts, carry, xs)
+            nc, nk = len(p["ft_in"][0]), len(p["ft_in"][1])
         consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
         active = list(is_active)
-        body = program_from_jaxpr(p["jaxpr"], prefix=eqn.name_stack)
+        body_jaxpr = p["jaxpr"]
+        if not isinstance(body_jaxpr, jcore.ClosedJaxpr):
+            body_jaxpr = jcore.ClosedJaxpr(body_jaxpr, ())
+        body = program_from_jaxpr(body_jaxpr, prefix=eqn.name_stack)
         while True:  # carries become active once any iteration makes them so
             sub = analyze(body, active)
             carry_out = [isinstance(x, Var) and x in sub.active for x in body.outputs[:nk]]
