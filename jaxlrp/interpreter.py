@@ -313,6 +313,16 @@ def _propagate_tap(eqn: Eqn, values: list[Array], tap_env: dict[Var, Array]) -> 
     tap_env[eqn.outputs[0]] = _bind(eqn, [tap, *rest])[0]
 
 
+def _leaf_count(part: Any) -> int:
+    """Operands in one part of a scan's operand partition (None: an empty part)."""
+    if part is None:
+        return 0
+    try:
+        return len(part)
+    except TypeError:
+        return getattr(part, "num_leaves", 1)
+
+
 def _sub_plan(closed: Any, active: list[bool], name_stack: str) -> Plan:
     return analyze(program_from_jaxpr(closed, prefix=name_stack), active)
 
@@ -334,7 +344,7 @@ def _control(
         if "num_carry" in p:
             nc, nk = p.get("num_consts", 0), p["num_carry"]
         else:  # JAX >= 0.11: "ft_in" partitions the operands into (consts, carry, xs)
-            nc, nk = len(p["ft_in"][0]), len(p["ft_in"][1])
+            nc, nk = (_leaf_count(part) for part in p["ft_in"][:2])
         consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
         active = list(is_active)
         body_jaxpr = p["jaxpr"]
