@@ -22,6 +22,7 @@ A prototype of this form matched a float64 reference to 1e-7 and cost 1.03× a g
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -313,14 +314,18 @@ def _propagate_tap(eqn: Eqn, values: list[Array], tap_env: dict[Var, Array]) -> 
     tap_env[eqn.outputs[0]] = _bind(eqn, [tap, *rest])[0]
 
 
-def _leaf_count(part: Any) -> int:
-    """Operands in one part of a scan's operand partition (None: an empty part)."""
-    if part is None:
-        return 0
+def _scan_partition(ft_in: Any) -> tuple[int, int]:
+    """(number of constants, number of carries) from JAX 0.11's scan operand tree ``ft_in``,
+    a tree ``(consts, carry, xs)`` of placeholder leaves, e.g. ``((None,), (None,), ())``."""
     try:
-        return len(part)
-    except TypeError:
-        return getattr(part, "num_leaves", 1)
+        parts = ast.literal_eval(str(ft_in))
+    except (ValueError, SyntaxError) as error:
+        raise NotImplementedError(
+            f"jaxlrp does not understand this JAX version's scan parameters (ft_in={ft_in!r})"
+        ) from error
+    return len(jax.tree_util.tree_leaves(parts[0], is_leaf=lambda x: x is None)), len(
+        jax.tree_util.tree_leaves(parts[1], is_leaf=lambda x: x is None)
+    )
 
 
 def _sub_plan(closed: Any, active: list[bool], name_stack: str) -> Plan:
@@ -344,7 +349,7 @@ def _control(
         if "num_carry" in p:
             nc, nk = p.get("num_consts", 0), p["num_carry"]
         else:  # JAX >= 0.11: "ft_in" partitions the operands into (consts, carry, xs)
-            nc, nk = (_leaf_count(part) for part in p["ft_in"][:2])
+            nc, nk = _scan_partition(p["ft_in"])
         consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
         active = list(is_active)
         body_jaxpr = p["jaxpr"]
