@@ -98,3 +98,27 @@ def test_all_zero_layer_output_gives_finite_relevance():
     for composite in (composites.EpsilonGammaBox(low=-1.0, high=1.0), None):
         relevance = jaxlrp.explain(model.apply, variables, x, target=0, composite=composite)
         assert np.all(np.isfinite(relevance))
+
+
+def test_relative_epsilon_uses_a_quarter_std_of_each_examples_preactivations():
+    w = jax.random.normal(jax.random.PRNGKey(7), (6, 4))
+    b = 0.2 * jax.random.normal(jax.random.PRNGKey(8), (4,))
+    x = jax.random.normal(jax.random.PRNGKey(9), (3, 6))
+
+    def f(x):
+        return x @ w + b
+
+    composite = composites.Composite(rules.RelativeEpsilon(factor=0.25))
+    relevance = jaxlrp.explain(f, x, target=2, composite=composite)
+
+    xn, wn, bn = (np.asarray(v, np.float64) for v in (x, w, b))
+    z = xn @ wn + bn
+    eps = 0.25 * z.std(axis=1, keepdims=True) + 1e-6  # per example
+    denominator = z + eps * np.where(z >= 0, 1.0, -1.0)
+    r_out = np.zeros_like(z)
+    r_out[:, 2] = z[:, 2]
+    expected = xn * ((r_out / denominator) @ wn.T)
+    np.testing.assert_allclose(relevance, expected, rtol=1e-5, atol=1e-7)
+    # per example: explaining one example alone gives its row of the batch
+    single = jaxlrp.explain(f, x[1:2], target=2, composite=composite)
+    np.testing.assert_allclose(single[0], relevance[1], rtol=1e-5, atol=1e-7)
