@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -34,6 +35,17 @@ def _path_str(path: Sequence[Any]) -> str:
     return "/".join(parts)
 
 
+@functools.lru_cache(maxsize=64)
+def _nnx_call(graphdef: Any) -> Callable:
+    """A stable function ``(state, *args) -> module(*args)`` per nnx graph definition."""
+    from flax import nnx
+
+    def call(state: Any, *a: Any) -> Any:
+        return nnx.merge(graphdef, state)(*a)
+
+    return call
+
+
 def _as_function(fn: Any, args: tuple[Any, ...], argnums: ArgNums) -> tuple[Callable, tuple, Any]:
     """Accept a Flax nnx module (called directly) as well as a plain function."""
     try:
@@ -43,14 +55,11 @@ def _as_function(fn: Any, args: tuple[Any, ...], argnums: ArgNums) -> tuple[Call
     if nnx is not None and isinstance(fn, nnx.Module):
         graphdef, state = nnx.split(fn)
 
-        def call(state: Any, *a: Any) -> Any:
-            return nnx.merge(graphdef, state)(*a)
-
         def shift(n: int) -> int:
             return n + 1 if n >= 0 else n
 
         argnums = shift(argnums) if isinstance(argnums, int) else tuple(map(shift, argnums))
-        return call, (state, *args), argnums
+        return _nnx_call(graphdef), (state, *args), argnums
     return fn, args, argnums
 
 
@@ -337,22 +346,15 @@ def explain(
       UnsupportedPrimitiveError: for a primitive on the relevance path that jaxlrp cannot
         handle (naming the primitive, its shapes and its module).
     """
-    try:
-        from flax import nnx
-    except ImportError:  # pragma: no cover
-        nnx = None
-    if (
-        not COMPILE_EAGER_CALLS
-        or (nnx is not None and isinstance(fn, nnx.Module))
-        or _is_traced((args, target))
-    ):
+    if not COMPILE_EAGER_CALLS or _is_traced((args, target)):
         return _explain(fn, args, target, composite, argnums, batched)
-    # validate eagerly (clear errors with concrete values), then run compiled
+    # validate eagerly (clear errors with concrete values), then run compiled; an nnx module
+    # becomes a function of its state (one compiled function per graph definition)
     call, call_args, nums = _as_function(fn, args, argnums)
     _normalize_argnums(nums, len(call_args))
     out = jax.eval_shape(call, *call_args)
     _check_target(tuple(out.shape), target)
-    return _compiled(fn, composite, argnums, batched)(args, jnp.asarray(target))
+    return _compiled(call, composite, nums, batched)(call_args, jnp.asarray(target))
 
 
 def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:

@@ -132,3 +132,20 @@ def test_eager_calls_compiled_with_jit_agree_with_op_by_op(monkeypatch):
     np.testing.assert_array_equal(again, compiled)
     with pytest.raises(ValueError, match="out of range"):  # still validated eagerly
         jaxlrp.explain(model.apply, variables, x, target=9, composite=EGB)
+
+
+def test_compiled_eager_calls_on_an_nnx_module_see_its_current_state(monkeypatch):
+    import sys
+
+    module = sys.modules["jaxlrp.explain"]
+    monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", True)
+    x = images((2, 8, 8, 3))
+    net = NnxNet(nnx.Rngs(1))
+    first = jaxlrp.explain(net, x, target=1, composite=EGB)
+    net.head.kernel[...] = 2 * net.head.kernel[...]  # same graph, new state: no stale cache
+    net.head.bias[...] = 2 * net.head.bias[...]
+    second = jaxlrp.explain(net, x, target=1, composite=EGB)
+    np.testing.assert_allclose(second, 2 * first, rtol=1e-5, atol=1e-7)
+    monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", False)
+    np.testing.assert_allclose(jaxlrp.explain(net, x, target=1, composite=EGB), second,
+                               rtol=1e-5, atol=1e-7)
