@@ -342,7 +342,8 @@ def explain(
 
     Raises:
       ValueError: for a target index out of range, a target of the wrong shape, non-float
-        inputs, or argnums out of range.
+        inputs, or argnums out of range. (A target traced by an enclosing ``jax.jit`` cannot be
+        range-checked; there an out-of-range index gives zero relevance.)
       UnsupportedPrimitiveError: for a primitive on the relevance path that jaxlrp cannot
         handle (naming the primitive, its shapes and its module).
     """
