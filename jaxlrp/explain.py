@@ -278,29 +278,57 @@ composite and shapes). Set the environment variable ``JAXLRP_COMPILE_EAGER=0`` t
 op by op instead, which is faster when many composites are tried on one small model (each
 primitive is compiled once and reused)."""
 
-_COMPILED: OrderedDict[tuple, tuple[Any, Any, Callable]] = OrderedDict()
+@dataclasses.dataclass
+class _Compiled:
+    """A jitted explainer and the output shapes it has seen, per argument signature."""
+
+    owners: tuple[Any, ...]  # kept alive so that the ids in the cache key stay theirs
+    run: Callable
+    out_shapes: dict[Any, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    def out_shape(self, call: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
+        """The output shape of ``call(*args)``, traced once per argument signature."""
+        leaves, treedef = jax.tree_util.tree_flatten(args)
+        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+        shape = self.out_shapes.get(signature)
+        if shape is None:
+            shape = self.out_shapes[signature] = tuple(jax.eval_shape(call, *args).shape)
+        return shape
+
+
+_COMPILED: OrderedDict[tuple, _Compiled] = OrderedDict()
 _COMPILED_MAX = 32
 
 
-def _compiled(fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None) -> Callable:
-    """A jitted explainer for (fn, composite), cached while both objects are alive in the cache.
+def _identity(obj: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
+    """Ids naming ``obj`` and the objects behind them. A bound method (``model.apply``) is a new
+    object at every attribute access, so it is named by its instance and its function."""
+    if hasattr(obj, "__self__") and hasattr(obj, "__func__"):
+        return (id(obj.__self__), id(obj.__func__)), (obj.__self__, obj.__func__)
+    return (id(obj),), (obj,)
+
+
+def _compiled(fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None) -> _Compiled:
+    """The jitted explainer for (fn, composite), cached while both objects are alive in the cache.
 
     Eager calls run through ``jax.jit``: one compilation instead of one per primitive.
     """
-    key = (id(fn), id(composite), argnums if isinstance(argnums, int) else tuple(argnums), batched)
+    fn_ids, fn_owners = _identity(fn)
+    owners = (*fn_owners, composite)
+    key = (fn_ids, id(composite), argnums if isinstance(argnums, int) else tuple(argnums), batched)
     hit = _COMPILED.get(key)
-    if hit is not None and hit[0] is fn and hit[1] is composite:
+    if hit is not None and all(a is b for a, b in zip(hit.owners, owners, strict=True)):
         _COMPILED.move_to_end(key)
-        return hit[2]
+        return hit
 
     def run(args: tuple[Any, ...], target: Any) -> Any:
         return _explain(fn, args, target, composite, argnums, batched)
 
-    compiled = jax.jit(run)
-    _COMPILED[key] = (fn, composite, compiled)
+    entry = _Compiled(owners, jax.jit(run))
+    _COMPILED[key] = entry
     while len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)
-    return compiled
+    return entry
 
 
 def _is_traced(tree: Any) -> bool:
@@ -353,9 +381,9 @@ def explain(
     # becomes a function of its state (one compiled function per graph definition)
     call, call_args, nums = _as_function(fn, args, argnums)
     _normalize_argnums(nums, len(call_args))
-    out = jax.eval_shape(call, *call_args)
-    _check_target(tuple(out.shape), target)
-    return _compiled(call, composite, nums, batched)(call_args, jnp.asarray(target))
+    compiled = _compiled(call, composite, nums, batched)
+    _check_target(compiled.out_shape(call, call_args), target)
+    return compiled.run(call_args, jnp.asarray(target))
 
 
 def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:

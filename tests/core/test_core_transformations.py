@@ -126,8 +126,13 @@ def test_eager_calls_compiled_with_jit_agree_with_op_by_op(monkeypatch):
     monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", False)
     op_by_op = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)
     monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", True)
+    monkeypatch.setattr(module, "_COMPILED", type(module._COMPILED)())
     compiled = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)
-    again = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)  # cached
+    again = jaxlrp.explain(model.apply, variables, x, target=2, composite=EGB)
+    again = jaxlrp.explain(model.apply, variables, x, target=1, composite=EGB)
+    # `model.apply` is a new bound method at each access: still one compiled function
+    (entry,) = module._COMPILED.values()
+    assert entry.run._cache_size() == 1
     np.testing.assert_allclose(compiled, op_by_op, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(again, compiled)
     with pytest.raises(ValueError, match="out of range"):  # still validated eagerly
