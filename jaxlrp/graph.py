@@ -249,10 +249,7 @@ def analyze(
                 continue
             if nxt.name not in ("mul", "div") or nxt.outputs[0].shape != z.shape:
                 break
-            other = nxt.inputs[1] if nxt.inputs[0] is z else nxt.inputs[0]
-            if (isinstance(other, Var) and other in active) or other is z:
-                break
-            if nxt.name == "div" and nxt.inputs[0] is not z:
+            if _with_constant(nxt, z, active) is None:
                 break
             chain.append(j)
             z = nxt.outputs[0]
@@ -326,12 +323,9 @@ def _propagate_nonneg(eqn: Eqn, nonneg: set[Var]) -> None:
         nonneg.update(eqn.outputs)
 
 
-def _as_fold(eqn: Eqn, z: Var, active: set[Var], layer: LayerSpec) -> Fold | None:
-    """The equation as an affine op with a constant on the layer output, or None."""
-    if eqn.name not in _ELEMENTWISE_AFFINE or eqn.outputs[0].shape != z.shape:
-        return None
-    if eqn.name == "neg":
-        return Fold("neg", None, True)
+def _with_constant(eqn: Eqn, z: Var, active: set[Var]) -> tuple[Any, bool] | None:
+    """``(constant, z_on_left)`` when ``eqn`` is a binary op of ``z`` and an inactive operand
+    that is affine in ``z`` (``c / z`` is not), else None."""
     if len(eqn.inputs) != 2:
         return None
     left = eqn.inputs[0] is z
@@ -340,6 +334,19 @@ def _as_fold(eqn: Eqn, z: Var, active: set[Var], layer: LayerSpec) -> Fold | Non
         return None
     if eqn.name == "div" and not left:
         return None
+    return other, left
+
+
+def _as_fold(eqn: Eqn, z: Var, active: set[Var], layer: LayerSpec) -> Fold | None:
+    """The equation as an affine op with a constant on the layer output, or None."""
+    if eqn.name not in _ELEMENTWISE_AFFINE or eqn.outputs[0].shape != z.shape:
+        return None
+    if eqn.name == "neg":
+        return Fold("neg", None, True)
+    found = _with_constant(eqn, z, active)
+    if found is None:
+        return None
+    other, left = found
     if eqn.name in ("mul", "div") and _weight_scale_axes(layer, other.shape, z.shape) is None:
         return None
     return Fold(eqn.name, other, left)

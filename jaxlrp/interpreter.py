@@ -212,10 +212,9 @@ def _layer_call(
 
     def bwd(res, cotangent):
         a_, w_, b_, z = res
-        linear = None  # rules that need apply(a, w) use z - b (saves memory)
         ctx = LayerContext(
             apply=apply, a=a_, w=w_, b=b_, z=z, cotangent=cotangent,
-            input_nonneg=layer.input_nonneg, batched=batched, info=layer.info, linear=linear,
+            input_nonneg=layer.input_nonneg, batched=batched, info=layer.info,
         )
         relevance = rule(ctx, z * cotangent)
         c_a = relevance.times_input

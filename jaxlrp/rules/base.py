@@ -85,7 +85,6 @@ class LayerContext:
     input_nonneg: bool
     batched: bool
     info: Any = None
-    linear: Array | None = None  # apply(a, w), i.e. z without the additive term
 
     def forward(self, a: Array, w: Array, b: Array | None) -> Array:
         """``f(a; w, b) = apply(a, w) + b`` (no bias when ``b`` is None)."""
@@ -277,7 +276,7 @@ def _nonneg_fast_path(
     number of such terms costs one extra forward pass and two transposed passes (Gamma and
     AlphaBeta otherwise need two of each per output sign).
     """
-    linear = ctx.linear if ctx.linear is not None else ctx.z - ctx.b
+    linear = ctx.z - ctx.b  # apply(a, W), derived rather than kept as a residual (memory)
     w_plus = jnp.maximum(ctx.w, 0)
     need_plus = any(t.basis[1] for g in groups for t in g.terms if not _vanishes(t, True))
     plus = ctx.apply(ctx.a, w_plus) if need_plus else None
