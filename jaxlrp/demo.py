@@ -182,8 +182,8 @@ class ImageExplainer:
         order = jnp.argsort(-out, axis=-1)
         by_rank = jnp.take_along_axis(order, rank[:, None], axis=-1)[:, 0]
         target = jnp.where(index >= 0, index, by_rank)
-        onehot = jax.nn.one_hot(target, out.shape[-1], dtype=out.dtype)
-        relevance = relevance_fn(out * onehot, cotangent=onehot)
+        r_out, cotangent = jaxlrp.output_relevance(out, target)
+        relevance = relevance_fn(r_out, cotangent=cotangent)
         probabilities = jax.nn.softmax(out, axis=-1)
         top_p, top_i = jax.lax.top_k(probabilities, self.top_k)
         return relevance, target, top_i, top_p

@@ -11,12 +11,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxlrp.composites import Composite
 from jaxlrp.graph import LayerInfo, Plan, analyze
 from jaxlrp.interpreter import evaluate
-from jaxlrp.rules.base import safe_divide
+from jaxlrp.rules.base import concrete, safe_divide
 from jaxlrp.tracing import trace
 
 Array = Any
@@ -203,13 +202,6 @@ def _unflatten(traced: Traced, relevance: list[Array]) -> Any:
     return picked[0] if traced.single else picked
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
 def _check_target(shape: tuple[int, ...], target: Any) -> bool:
     """Validate ``target`` against an output of ``shape``; True for class indices."""
     classes = shape[-1] if shape else 0
@@ -225,7 +217,7 @@ def _check_target(shape: tuple[int, ...], target: Any) -> bool:
                 f"{tuple(shape)}: give an int, an int array of shape {tuple(shape[:-1])}, or a "
                 f"float array of shape {tuple(shape)} (the output relevance)"
             )
-        value = _concrete(target_arr)
+        value = concrete(target_arr)
         if value is not None and ((value < 0).any() or (value >= classes).any()):
             bad = value[(value < 0) | (value >= classes)].ravel()[0]
             raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxlrp.explain import output_relevance
+from jaxlrp.explain import _normalize_argnums, output_relevance
 
 Array = Any
 
@@ -19,9 +19,8 @@ def check_argnums(argnums: Any, n: int) -> int:
         raise TypeError(
             f"attribution baselines explain one argument: argnums must be an int, got {argnums!r}"
         )
-    if not -n <= argnums < n:
-        raise ValueError(f"argnums={argnums} is out of range for {n} positional arguments")
-    return argnums % n
+    (index,), _ = _normalize_argnums(argnums, n)
+    return index
 
 
 def target_weights(out: Array, target: Any) -> Array:

@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = Any
 
@@ -50,6 +51,14 @@ def stabilize(x: Array, epsilon: float | Array, clip: bool = False) -> Array:
     if clip:
         return sign0(x) * jnp.maximum(jnp.abs(x), epsilon)
     return x + epsilon * sign0(x)
+
+
+def concrete(x: Any) -> np.ndarray | None:
+    """``x`` as a NumPy array when its value is known now, None when it is traced."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
 
 
 def safe_divide(num: Array, den: Array) -> Array:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,6 +22,7 @@ from jaxlrp.rules.base import (
     Group,
     ModifiedRule,
     Term,
+    concrete,
     constant_input,
     keep,
     negative,
@@ -31,18 +31,11 @@ from jaxlrp.rules.base import (
 )
 
 
-def _concrete(x: Any) -> np.ndarray | None:
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
 def _short(bound: Any) -> str:
     """A bound for printing: the number, or the array's range and shape."""
     if isinstance(bound, int | float):
         return repr(bound)
-    value = _concrete(bound)
+    value = concrete(bound)
     if value is None:
         return "<traced>"
     if value.ndim == 0:
@@ -78,7 +71,7 @@ class ZBox(ModifiedRule):
                 "ZBox needs both bounds of the input domain, e.g. ZBox(low=0.0, high=1.0) for "
                 "images in [0, 1] (in the model's input space, after normalization)"
             )
-        low, high = _concrete(self.low), _concrete(self.high)
+        low, high = concrete(self.low), concrete(self.high)
         if low is not None and high is not None and np.any(low > high):
             raise ValueError(f"ZBox needs low <= high, got low={self.low}, high={self.high}")
 
