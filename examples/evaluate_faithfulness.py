@@ -40,7 +40,12 @@ from tqdm import tqdm
 from jaxlrp import attribution, composites, evaluate, rules
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from fashion_mnist_model import load_fashion_mnist, trained_model  # noqa: E402
+from fashion_mnist_model import (  # noqa: E402
+    load_fashion_mnist,
+    missing_files,
+    missing_message,
+    trained_model,
+)
 
 
 @dataclasses.dataclass
@@ -173,7 +178,10 @@ def plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: pat
     plt.close(fig)
 
 
-def fashion_mnist_setting(args: argparse.Namespace) -> Setting:
+def fashion_mnist_setting(args: argparse.Namespace) -> Setting | None:
+    if missing_files():
+        print(f"skipping the Fashion-MNIST CNN: {missing_message()}")
+        return None
     module, variables = trained_model(args.cache_dir)
     _, (x_test, _) = load_fashion_mnist()
     return Setting(

@@ -34,6 +34,7 @@ from fashion_mnist_model import (  # noqa: E402 - the example's own helper modul
     CLASS_NAMES,
     FashionCNN,
     accuracy,
+    exit_if_missing,
     load_fashion_mnist,
     save_variables,
     trained_model,
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="train only this many steps (default: 3 cached epochs)")
     args = parser.parse_args()
+    exit_if_missing()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -8,7 +8,9 @@ Reusable by other examples::
 
 Images are float32 NHWC in [0, 1] (so ZBox bounds are ``low=0, high=1``), labels int32.
 The data are the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``,
-the original idx.gz files); another directory can be given with ``FASHION_MNIST_DIR``.
+the original idx.gz files); another directory can be given with ``FASHION_MNIST_DIR``. Without
+the data, :func:`load_fashion_mnist` raises :class:`FashionMNISTMissing`, whose message names the
+package, and the examples print that message and exit with status 3 (``EXIT_NO_DATA``).
 
 Run directly to train (or load) and print the test accuracy::
 
@@ -25,6 +27,7 @@ import argparse
 import gzip
 import os
 import pathlib
+import sys
 import time
 from typing import Any
 
@@ -34,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-DATA_DIR = pathlib.Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+DEFAULT_DATA_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                "Sneaker", "Bag", "Ankle boot")  # fmt: skip
 
@@ -69,16 +73,50 @@ def _read_idx(path: pathlib.Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(tuple(dims))
 
 
+FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")  # fmt: skip
+
+
+EXIT_NO_DATA = 3
+"""Exit status of an example that stopped because Fashion-MNIST is absent."""
+
+
+class FashionMNISTMissing(FileNotFoundError):
+    """The Fashion-MNIST files are not on this machine (the message says how to get them)."""
+
+
+def fashion_mnist_dir(override: str | os.PathLike | None = None) -> pathlib.Path:
+    """Where the data are read from: ``override``, else ``$FASHION_MNIST_DIR``, else the Debian
+    package's directory. Read at call time, so setting the variable later takes effect."""
+    if override is not None:
+        return pathlib.Path(override)
+    return pathlib.Path(os.environ.get("FASHION_MNIST_DIR", DEFAULT_DATA_DIR))
+
+
+def missing_files(override: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """The data files that are absent (empty when Fashion-MNIST can be loaded)."""
+    root = fashion_mnist_dir(override)
+    return [root / name for name in FILES if not (root / name).is_file()]
+
+
+def missing_message(override: str | os.PathLike | None = None) -> str:
+    """Why the data cannot be loaded and how to fix it."""
+    return (f"Fashion-MNIST not found in {fashion_mnist_dir(override)}: install the Debian package "
+            f"{DEBIAN_PACKAGE} (sudo apt-get install {DEBIAN_PACKAGE}) or set FASHION_MNIST_DIR "
+            f"to a directory holding {', '.join(FILES)}")  # fmt: skip
+
+
 def load_fashion_mnist(
     data_dir: str | os.PathLike | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """``((x_train, y_train), (x_test, y_test))``; x float32 (N, 28, 28, 1) in [0, 1]."""
-    root = pathlib.Path(data_dir) if data_dir is not None else DATA_DIR
-    if not (root / "t10k-images-idx3-ubyte.gz").exists():
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found in {root}: install the Debian package "
-            "dataset-fashion-mnist or set FASHION_MNIST_DIR"
-        )
+    """``((x_train, y_train), (x_test, y_test))``; x float32 (N, 28, 28, 1) in [0, 1].
+
+    Raises:
+      FashionMNISTMissing: the files are absent (its message names the Debian package).
+    """
+    if missing_files(data_dir):
+        raise FashionMNISTMissing(missing_message(data_dir))
+    root = fashion_mnist_dir(data_dir)
 
     def part(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
@@ -182,11 +220,20 @@ def trained_model(
     return module, variables
 
 
+def exit_if_missing() -> None:
+    """For the examples' ``main``: without the data, print why and how to fix it, and exit with
+    :data:`EXIT_NO_DATA` (no traceback)."""
+    if missing_files():
+        print(f"error: {missing_message()}", file=sys.stderr)
+        raise SystemExit(EXIT_NO_DATA)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default="out/cache")
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args()
+    exit_if_missing()
     module, variables = trained_model(args.cache_dir, retrain=args.retrain)
     _, (x_test, y_test) = load_fashion_mnist()
     print(f"test accuracy {accuracy(module, variables, x_test, y_test):.4f}")
