@@ -16,8 +16,10 @@ Quick start::
 
 Public API:
   :func:`explain`, :func:`lrp`, :func:`output_relevance`, :func:`layers`, :func:`rule_table`,
-  :func:`print_rules`; the modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`;
-  :class:`Composite`, :class:`LayerInfo`, :class:`UnsupportedPrimitiveError`.
+  :func:`print_rules`, :func:`ledger` (relevance in and out of every layer and node); the
+  modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`;
+  :class:`Composite`, :class:`LayerInfo`, :class:`UnsupportedPrimitiveError`,
+  :class:`RuleError`.
 
 References:
   Montavon, Binder, Lapuschkin, Samek, Müller, "Layer-Wise Relevance Propagation: An Overview",
@@ -26,19 +28,24 @@ References:
 
 from jaxlrp import composites, rules
 from jaxlrp.composites import Composite
-from jaxlrp.errors import UnsupportedPrimitiveError
+from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
 from jaxlrp.graph import LayerInfo
+from jaxlrp.ledger import Ledger, LedgerEntry, ledger
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Composite",
     "LayerInfo",
+    "Ledger",
+    "LedgerEntry",
+    "RuleError",
     "UnsupportedPrimitiveError",
     "composites",
     "explain",
     "layers",
+    "ledger",
     "lrp",
     "output_relevance",
     "print_rules",

@@ -1,7 +1,7 @@
 """Composites: which rule each layer and node gets.
 
-A :class:`Composite` is data. For a dense/conv layer, the rule is the first of these that applies
-(highest precedence first):
+A :class:`Composite` is data. For a dense, conv or affine layer, the rule is the first of these
+that applies (highest precedence first):
 
 1. ``select(layer)``: a function of the :class:`~jaxlrp.graph.LayerInfo` returning a rule or None
    (for recipes by depth or index);
@@ -10,8 +10,19 @@ A :class:`Composite` is data. For a dense/conv layer, the rule is the first of t
    component, ``**`` across components (``"*/Conv_0"``, ``"backbone/**"``);
 3. ``first`` for the layers fed by the input (no layer in between), ``last`` for the layers
    reaching the output;
-4. by kind: ``dense`` and ``conv``;
+4. by kind: ``dense``, ``conv`` and ``affine`` (an affine layer without an ``affine`` rule gets
+   the ``dense`` rule: it is a dense layer with a diagonal weight);
 5. ``default`` (``Epsilon()`` when None).
+
+*Affine layers* (kind ``"affine"``) are element-wise ``z = a ⊙ s + t`` with constants: a batch
+norm, or a norm's scale and shift, that no dense/conv layer absorbs (pre-activation batch norm, a
+batch norm on the input or after a residual sum). With one input per output, every rule only
+splits each output's relevance between the input and the shift: LRP-0/ε give
+``R_a = a s / (z + ε·sign z) · R_z``. A batch norm on the input is the first layer: ZBox and
+Flat conserve relevance through it (the shift's terms cancel), and the convolution after it
+gets the conv rule.
+The presets give them their ``dense`` rule, ε; zennit, which only merges a batch norm into the
+layer before it, gives an unmerged batch norm ``Pass``, which ignores the shift.
 
 Other nodes get one rule per kind: ``activation`` (default :class:`~jaxlrp.rules.Pass`), ``sum``
 (residual adds, sum/average pooling; :class:`~jaxlrp.rules.Norm`), ``maxpool``
@@ -70,6 +81,7 @@ class Composite:
       default: rule for layers nothing else matches (``Epsilon()`` when None).
       dense: rule for dense layers (``dot_general``).
       conv: rule for convolution layers (``conv_general_dilated``).
+      affine: rule for element-wise affine layers (unmerged batch norm; ``dense`` when None).
       first: rule for the layers fed by the explained input.
       last: rule for the layers that produce the output.
       paths: ``(glob, rule)`` pairs or a mapping, matched against module/parameter paths.
@@ -83,6 +95,7 @@ class Composite:
     default: LayerRule | None = None
     dense: LayerRule | None = None
     conv: LayerRule | None = None
+    affine: LayerRule | None = None
     first: LayerRule | None = None
     last: LayerRule | None = None
     paths: PathRules = ()
@@ -102,7 +115,7 @@ class Composite:
             if not isinstance(pattern, str):
                 raise TypeError(f"path patterns must be strings, got {pattern!r}")
             _check_rule(rule, f"paths[{pattern!r}]")
-        for field in ("default", "dense", "conv", "first", "last"):
+        for field in ("default", "dense", "conv", "affine", "first", "last"):
             value = getattr(self, field)
             if value is not None:
                 _check_rule(value, field)
@@ -124,9 +137,11 @@ class Composite:
             return self.first, "first"
         if info.is_last and self.last is not None:
             return self.last, "last"
-        by_kind = self.dense if info.kind == "dense" else self.conv
+        by_kind = {"dense": self.dense, "conv": self.conv, "affine": self.affine}.get(info.kind)
         if by_kind is not None:
             return by_kind, info.kind
+        if info.kind == "affine" and self.dense is not None:
+            return self.dense, "affine (dense rule)"
         if self.default is not None:
             return self.default, "default"
         return rules.Epsilon(), "default"
@@ -148,7 +163,8 @@ def _check_rule(rule: Any, where: str) -> None:
 def EpsilonGammaBox(  # noqa: N802 - named like zennit's class
     low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6
 ) -> Composite:
-    """ZBox(low, high) on the first layer, Gamma(γ) on convolutions, Epsilon(ε) on dense layers.
+    """ZBox(low, high) on the first layer, Gamma(γ) on convolutions, Epsilon(ε) on dense and
+    affine layers.
 
     Args:
       low, high: bounds of the input domain (after the model's normalization), scalars or arrays
@@ -161,23 +177,25 @@ def EpsilonGammaBox(  # noqa: N802 - named like zennit's class
         first=rules.ZBox(low=low, high=high, stabilizer=stabilizer),
         conv=rules.Gamma(gamma=gamma, stabilizer=stabilizer),
         dense=rules.Epsilon(epsilon=epsilon),
+        affine=rules.Epsilon(epsilon=epsilon),
         sum=rules.Norm(stabilizer),
         name="EpsilonGammaBox",
     )
 
 
 def EpsilonPlus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
-    """ZPlus on convolutions, Epsilon(ε) on dense layers."""
+    """ZPlus on convolutions, Epsilon(ε) on dense and affine layers."""
     return Composite(
         conv=rules.ZPlus(stabilizer=stabilizer),
         dense=rules.Epsilon(epsilon=epsilon),
+        affine=rules.Epsilon(epsilon=epsilon),
         sum=rules.Norm(stabilizer),
         name="EpsilonPlus",
     )
 
 
 def EpsilonPlusFlat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:  # noqa: N802
-    """Flat on the first layer, ZPlus on convolutions, Epsilon(ε) on dense layers."""
+    """Flat on the first layer, ZPlus on convolutions, Epsilon(ε) on dense and affine layers."""
     return dataclasses.replace(
         EpsilonPlus(epsilon, stabilizer), first=rules.Flat(stabilizer), name="EpsilonPlusFlat"
     )
@@ -186,10 +204,11 @@ def EpsilonPlusFlat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composit
 def EpsilonAlpha2Beta1(  # noqa: N802
     epsilon: float = 1e-6, stabilizer: float = 1e-6
 ) -> Composite:
-    """AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense layers."""
+    """AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense and affine layers."""
     return Composite(
         conv=rules.AlphaBeta(alpha=2.0, beta=1.0, stabilizer=stabilizer),
         dense=rules.Epsilon(epsilon=epsilon),
+        affine=rules.Epsilon(epsilon=epsilon),
         sum=rules.Norm(stabilizer),
         name="EpsilonAlpha2Beta1",
     )
@@ -198,7 +217,8 @@ def EpsilonAlpha2Beta1(  # noqa: N802
 def EpsilonAlpha2Beta1Flat(  # noqa: N802
     epsilon: float = 1e-6, stabilizer: float = 1e-6
 ) -> Composite:
-    """Flat on the first layer, AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense layers."""
+    """Flat on the first layer, AlphaBeta(2, 1) on convolutions, Epsilon(ε) on dense and affine
+    layers."""
     return dataclasses.replace(
         EpsilonAlpha2Beta1(epsilon, stabilizer),
         first=rules.Flat(stabilizer),
@@ -217,7 +237,8 @@ def DepthRecipe(  # noqa: N802
 
     z^B on the first layer; LRP-γ (γ = 0.25) on the lower convolutions (the first
     ``gamma_convs``: conv1–conv3 of VGG-16 are 7); LRP-ε with ε = 0.25·std(z) on the upper
-    convolutions (conv4–conv5); LRP-0 on the dense layers.
+    convolutions (conv4–conv5); LRP-0 on the dense layers; LRP-ε on affine layers (unmerged
+    batch norm).
     """
     upper = rules.RelativeEpsilon(factor=epsilon_factor)
     lower = rules.Gamma(gamma=gamma)
@@ -231,6 +252,7 @@ def DepthRecipe(  # noqa: N802
         select=by_depth,
         first=rules.ZBox(low=low, high=high),
         dense=rules.Zero(),
+        affine=rules.Epsilon(),
         name="DepthRecipe",
     )
 

@@ -7,3 +7,11 @@ class UnsupportedPrimitiveError(ValueError):
     The message names the primitive, its operand and result shapes, and the Flax module (name
     stack) it came from.
     """
+
+
+class RuleError(ValueError):
+    """A rule's backward pass returned relevance that does not fit the node it explains.
+
+    The message names the rule, the primitive, the operand and output shapes, and the Flax module
+    (name stack) the node came from.
+    """

@@ -386,16 +386,25 @@ def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[
 
 
 def rule_table(
-    fn: Callable[..., Array], *args: Any, composite: Composite | None = None, argnums: ArgNums = -1
+    fn: Callable[..., Array],
+    *args: Any,
+    composite: Composite | None = None,
+    argnums: ArgNums = -1,
+    nodes: bool = False,
 ) -> str:
     """A printable table: every layer, its shapes, the rule it receives and why.
 
     Also lists the rules used for the other node kinds (activations, sums, max pools, products)
-    with how many of each the program has.
+    with how many of each the program has. With ``nodes=True`` it lists instead every equation
+    on the relevance path, in program order, with the rule it gets (structural ops follow their
+    exact gradient; affine ops folded into a layer name that layer) — the whole rule plan, for
+    checking what a model we never saw receives.
     """
     composite = composite if composite is not None else Composite()
     call, call_args, nums = _as_function(fn, args, argnums)
     traced = _trace(call, call_args, nums)
+    if nodes:
+        return _node_table(traced.plan, composite)
     rows = [("#", "layer", "kind", "input -> output", "rule", "because")]
     for info in sorted((s.info for s in traced.plan.layers.values()), key=lambda i: i.index):
         rule, why = composite.explain_choice(info)
@@ -403,8 +412,7 @@ def rule_table(
         shapes = f"{list(info.input_shape)} -> {list(info.output_shape)}"
         fold = f" +{'+'.join(info.folded)}" if info.folded else ""
         rows.append((str(info.index), info.path + flags, info.kind + fold, shapes, repr(rule), why))
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines = _columns(rows)
     counts: dict[str, int] = {}
     for spec in traced.plan.nodes.values():
         if spec.kind in ("activation", "sum", "max", "product"):
@@ -414,8 +422,68 @@ def rule_table(
     return "\n".join(lines)
 
 
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]  # fmt: skip
+
+
+_NODE_NOTES = {
+    "structural": "gradient (exact data movement)",
+    "plain": "(carries no relevance: integer or boolean result)",
+    "block": "(blocks relevance: stop_gradient)",
+    "control": "(body re-interpreted with these rules)",
+}
+
+
+def _node_table(plan: Plan, composite: Composite) -> str:
+    """Every equation with an active operand, its kind and its rule."""
+    program = plan.program
+    member_of: dict[int, int] = {}
+    for anchor, layer in plan.layers.items():
+        for j in layer.members:
+            member_of[j] = anchor
+    post_of: dict[int, int] = {}
+    for anchor, spec in plan.nodes.items():
+        for j in [spec.first, *spec.post] if spec.post else []:
+            post_of[j] = anchor
+    rows = [("eqn", "primitive", "kind", "shapes", "module", "rule")]
+    for i, eqn in enumerate(program.eqns):
+        shapes = " ".join(str(list(v.shape)) for v in eqn.outputs)
+        where = eqn.name_stack or "-"
+        if i in member_of:
+            layer = plan.layers[member_of[i]]
+            info = layer.info
+            if i == layer.members[0]:
+                rule = repr(composite.layer_rule(info))
+                kind = f"layer/{info.kind} #{info.index}"
+            else:
+                kind, rule = "fold", f"folded into layer #{info.index} ({info.path})"
+            rows.append((str(i), eqn.name, kind, shapes, where, rule))
+            continue
+        if i in post_of:
+            spec = plan.nodes[post_of[i]]
+            if i == spec.first:
+                kind, rule = spec.kind, repr(composite.node_rule(spec.kind))
+            else:
+                kind, rule = "fold", f"part of the {spec.kind} node at eqn {spec.first}"
+            rows.append((str(i), eqn.name, kind, shapes, where, rule))
+            continue
+        spec = plan.nodes.get(i)
+        if spec is None:
+            continue
+        note = _NODE_NOTES.get(spec.kind)
+        rule = note if note is not None else repr(composite.node_rule(spec.kind))
+        rows.append((str(i), eqn.name, spec.kind, shapes, where, rule))
+    return "\n".join(_columns(rows))
+
+
 def print_rules(
-    fn: Callable[..., Array], *args: Any, composite: Composite | None = None, argnums: ArgNums = -1
+    fn: Callable[..., Array],
+    *args: Any,
+    composite: Composite | None = None,
+    argnums: ArgNums = -1,
+    nodes: bool = False,
 ) -> None:
-    """Print :func:`rule_table`."""
-    print(rule_table(fn, *args, composite=composite, argnums=argnums))
+    """Print :func:`rule_table` (with ``nodes=True``: every equation and its rule)."""
+    print(rule_table(fn, *args, composite=composite, argnums=argnums, nodes=nodes))

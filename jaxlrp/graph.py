@@ -8,8 +8,12 @@ Run once per trace, before evaluation:
   ``x · Φ(x)`` has both factors from source ``x``, so it is an activation, not a product);
 * **layers**: a ``dot_general``/``conv_general_dilated`` with exactly one active operand, plus the
   single-use chain of affine ops with constants that follows it (bias add, inference batch norm
-  ``(z − μ)·γ/σ + β``, scaling) — folded into the layer's weights and bias, so batch norm is
-  canonized automatically;
+  ``(z − μ)·γ/σ + β``, scaling), also across data movement (a vmapped ``W @ x + b`` transposes
+  before the add) — folded into the layer's weights and bias, so batch norm is canonized
+  automatically (see ``canonize.py``);
+* **affine layers**: a chain of affine ops with parameters that no layer absorbs (pre-activation
+  batch norm, a norm's shift on a residual sum or on the input) becomes an element-wise layer
+  ``z = a ⊙ s + t`` of kind ``"affine"``, which gets the composite's layer rule;
 * **non-negativity**: values known to be ``>= 0`` (ReLU outputs, their pooling), so rules skip
   terms on negative inputs, which are exactly zero there;
 * **positions**: the first layers (fed by the input without another layer in between) and the
@@ -24,6 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.canonize import Fold, find_affine_chains, follow_chain, weight_shape, with_constant
 from jaxlrp.errors import UnsupportedPrimitiveError
 from jaxlrp.primitives import PrimitiveInfo, lookup
 from jaxlrp.tracing import Const, Eqn, Program, Var
@@ -31,11 +36,12 @@ from jaxlrp.tracing import Const, Eqn, Program, Var
 
 @dataclasses.dataclass(frozen=True)
 class LayerInfo:
-    """A dense or convolution layer as the composite sees it.
+    """A dense, convolution or element-wise affine layer as the composite sees it.
 
     Attributes:
       index: position among all layers, in program order.
-      kind: ``"dense"`` or ``"conv"``.
+      kind: ``"dense"``, ``"conv"`` or ``"affine"`` (``z = a ⊙ s + t`` with constants ``s``, ``t``:
+        an affine chain, e.g. a batch norm, that no dense/conv layer absorbs).
       kind_index: position among layers of the same kind.
       path: the module path (from the weight's parameter path, e.g. ``"backbone/Conv_0"``, or
         from the Flax name stack when the weight is not a named argument).
@@ -43,8 +49,9 @@ class LayerInfo:
         empty for nnx).
       param_path: the full pytree path of the weight operand (``"params/Conv_0/kernel"``), or
         None when the weight is a constant closed over by the function.
-      primitive: ``"dot_general"`` or ``"conv_general_dilated"``.
-      input_shape, weight_shape, output_shape: shapes as traced.
+      primitive: ``"dot_general"`` or ``"conv_general_dilated"``; ``"mul"`` for affine layers.
+      input_shape, weight_shape, output_shape: shapes as traced (for an affine layer the weight
+        is the folded multiplier ``s``, broadcastable to the input; ``()`` for a pure shift).
       folded: names of the affine ops folded into the layer (``"add"``, ``"mul"``, ...).
       is_first: fed by the explained input with no other layer in between.
       is_last: reaches the output with no other layer in between.
@@ -76,25 +83,31 @@ class LayerInfo:
 
 
 @dataclasses.dataclass
-class Fold:
-    """One affine op folded into a layer: ``z ← z op const`` (or ``const op z``)."""
-
-    primitive: str
-    const: Any  # Var or Const
-    layer_on_left: bool
-
-
-@dataclasses.dataclass
 class LayerSpec:
-    """A layer unit: the linear equation, the folded affine equations, where it is evaluated."""
+    """A layer unit: the linear equation, the folded steps after it, where it is evaluated.
+
+    For an affine layer (``affine=True``) ``eqn`` is the chain's first op, whose operand
+    ``active_operand`` is the input, and the linear part is ``a ⊙ s`` with every op in ``folds``.
+    """
 
     eqn: Eqn
     active_operand: int  # 0: lhs is the activation, 1: rhs is
-    folds: list[Fold]
+    folds: list[Fold]  # affine steps and data movement, in program order
     output: Var  # the value after the last fold
     members: list[int]  # equation indices belonging to the unit
     info: LayerInfo | None = None
     input_nonneg: bool = False
+    affine: bool = False
+
+    @property
+    def input(self) -> Any:
+        """The layer's input (the active operand)."""
+        return self.eqn.inputs[self.active_operand]
+
+    @property
+    def linear_shape(self) -> tuple[int, ...]:
+        """The shape of the linear op's output (the layout multipliers are folded in)."""
+        return self.input.shape if self.affine else self.eqn.outputs[0].shape
 
 
 @dataclasses.dataclass
@@ -136,7 +149,6 @@ def _literal_value(atom: Any) -> float | None:
     return None
 
 
-_ELEMENTWISE_AFFINE = {"add", "sub", "mul", "div", "neg"}
 _SHAPE_ONLY = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type"}
 _TAP_STRUCTURAL = {
     "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "convert_element_type",
@@ -213,25 +225,12 @@ def analyze(
             continue
         eqn = program.eqns[i]
         layer = LayerSpec(eqn, spec.active_inputs[0], [], eqn.outputs[0], [i])
-        z = eqn.outputs[0]
-        while z not in outputs and len(uses.get(z, [])) == 1:
-            j = uses[z][0]
-            nxt = program.eqns[j]
-            fold = _as_fold(nxt, z, active, layer)
-            if fold is None:
-                break
-            layer.folds.append(fold)
-            layer.members.append(j)
-            z = nxt.outputs[0]
-        layer.output = z
-        layer.input_nonneg = eqn.inputs[layer.active_operand] in nonneg
-        anchor = layer.members[-1]
-        layers[anchor] = layer
-        skip.update(layer.members[:-1])
-        for j in layer.members[1:]:
-            nodes.pop(j, None)
-    for anchor in layers:
-        nodes.pop(anchor, None)
+        pairs = _output_weight_axes(layer)
+        allowed = None if pairs is None else {o for o, _ in pairs}
+        layer.folds, members = follow_chain(
+            program, eqn.outputs[0], None, uses, outputs, active, allowed, pairs is not None
+        )
+        _add_unit(program, layer, members, nonneg, layers, skip, nodes)
 
     # sums absorb the scalings that follow them (avg pool = window sum / n; a mean with
     # keepdims = sum, broadcast, / n), so that Norm stabilizes the mean, as zennit does
@@ -249,7 +248,7 @@ def analyze(
                 continue
             if nxt.name not in ("mul", "div") or nxt.outputs[0].shape != z.shape:
                 break
-            if _with_constant(nxt, z, active) is None:
+            if with_constant(nxt, z, active) is None:
                 break
             chain.append(j)
             z = nxt.outputs[0]
@@ -266,6 +265,13 @@ def analyze(
             skip.add(i)
             skip.update(chain[:-1])
 
+    # affine chains no layer absorbed (pre-activation batch norm, ...): element-wise layers
+    def register(i: int, operand: int, folds: list[Fold], members: list[int]) -> None:
+        layer = LayerSpec(program.eqns[i], operand, folds, program.eqns[i].outputs[0], [],
+                          affine=True)
+        _add_unit(program, layer, members, nonneg, layers, skip, nodes)
+
+    find_affine_chains(program, nodes, source, active, uses, outputs, skip, register)
     _name_layers(program, layers, producer, input_paths or [None] * len(program.inputs))
     _mark_positions(program, layers, active)
     return Plan(program, active, nonneg, layers, skip, nodes)
@@ -323,33 +329,23 @@ def _propagate_nonneg(eqn: Eqn, nonneg: set[Var]) -> None:
         nonneg.update(eqn.outputs)
 
 
-def _with_constant(eqn: Eqn, z: Var, active: set[Var]) -> tuple[Any, bool] | None:
-    """``(constant, z_on_left)`` when ``eqn`` is a binary op of ``z`` and an inactive operand
-    that is affine in ``z`` (``c / z`` is not), else None."""
-    if len(eqn.inputs) != 2:
-        return None
-    left = eqn.inputs[0] is z
-    other = eqn.inputs[1] if left else eqn.inputs[0]
-    if (isinstance(other, Var) and other in active) or other is z:
-        return None
-    if eqn.name == "div" and not left:
-        return None
-    return other, left
-
-
-def _as_fold(eqn: Eqn, z: Var, active: set[Var], layer: LayerSpec) -> Fold | None:
-    """The equation as an affine op with a constant on the layer output, or None."""
-    if eqn.name not in _ELEMENTWISE_AFFINE or eqn.outputs[0].shape != z.shape:
-        return None
-    if eqn.name == "neg":
-        return Fold("neg", None, True)
-    found = _with_constant(eqn, z, active)
-    if found is None:
-        return None
-    other, left = found
-    if eqn.name in ("mul", "div") and _weight_scale_axes(layer, other.shape, z.shape) is None:
-        return None
-    return Fold(eqn.name, other, left)
+def _add_unit(
+    program: Program,
+    layer: LayerSpec,
+    members: list[int],
+    nonneg: set[Var],
+    layers: dict[int, LayerSpec],
+    skip: set[int],
+    nodes: dict[int, NodeSpec],
+) -> None:
+    """Register a layer unit: evaluated at its last equation, the others skipped."""
+    layer.members = [*layer.members, *members]
+    layer.output = program.eqns[layer.members[-1]].outputs[0]
+    layer.input_nonneg = layer.input in nonneg
+    layers[layer.members[-1]] = layer
+    skip.update(layer.members[:-1])
+    for j in layer.members:
+        nodes.pop(j, None)
 
 
 def _output_weight_axes(layer: LayerSpec) -> list[tuple[int, int]] | None:
@@ -412,11 +408,13 @@ def _trace_param(x: Any, producer: dict[Var, int], program: Program) -> Var | No
 
 _COLLECTIONS = {"params", "batch_stats"}
 _LEAF_NAMES = {"kernel", "weight", "w", "value", "raw_value", "embedding", "scale"}
+_AFFINE_LEAF_NAMES = _LEAF_NAMES | {"bias", "b", "offset", "beta", "gamma", "mean", "var",
+                                    "average", "shift"}
 
 
-def _module_path(param_path: str) -> str:
+def _module_path(param_path: str, leaves: set[str] = _LEAF_NAMES) -> str:
     parts = [p for p in param_path.split("/") if p]
-    while parts and parts[-1] in _LEAF_NAMES:
+    while parts and parts[-1] in leaves:
         parts.pop()
     if parts and parts[0] in _COLLECTIONS:
         parts = parts[1:]
@@ -438,11 +436,23 @@ def _name_layers(
     for index, anchor in enumerate(sorted(layers, key=lambda a: layers[a].members[0])):
         layer = layers[anchor]
         eqn = layer.eqn
-        kind = "conv" if eqn.name == "conv_general_dilated" else "dense"
-        weight = eqn.inputs[1 - layer.active_operand]
-        origin = _trace_param(weight, producer, program)
-        param_path = path_of.get(origin) if origin is not None else None
-        path = _module_path(param_path) if param_path else eqn.name_stack
+        if layer.affine:
+            kind, primitive, leaves = "affine", "mul", _AFFINE_LEAF_NAMES
+            # name it after its last parameter (a batch norm's shift, usually a named argument)
+            weights = [f.const for f in reversed(layer.folds) if isinstance(f.const, Var)]
+            w_shape = weight_shape(layer.folds)
+        else:
+            kind = "conv" if eqn.name == "conv_general_dilated" else "dense"
+            primitive, leaves = eqn.name, _LEAF_NAMES
+            weights = [eqn.inputs[1 - layer.active_operand]]
+            w_shape = tuple(weights[0].shape)
+        param_path = None
+        for weight in weights:
+            origin = _trace_param(weight, producer, program)
+            param_path = path_of.get(origin) if origin is not None else None
+            if param_path:
+                break
+        path = _module_path(param_path, leaves) if param_path else eqn.name_stack
         layer.info = LayerInfo(
             index=index,
             kind=kind,
@@ -450,11 +460,11 @@ def _name_layers(
             path=path or f"{kind}_{counts.get(kind, 0)}",
             name_stack=eqn.name_stack,
             param_path=param_path,
-            primitive=eqn.name,
-            input_shape=eqn.inputs[layer.active_operand].shape,
-            weight_shape=tuple(weight.shape),
+            primitive=primitive,
+            input_shape=layer.input.shape,
+            weight_shape=w_shape,
             output_shape=layer.output.shape,
-            folded=tuple(f.primitive for f in layer.folds),
+            folded=tuple(f.primitive for f in layer.folds if not f.moves),
             is_first=False,
             is_last=False,
             num_layers=len(layers),

@@ -32,6 +32,8 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
+from jaxlrp.canonize import fold_constants
+from jaxlrp.errors import RuleError
 from jaxlrp.graph import (
     _TAP_STRUCTURAL,
     LayerSpec,
@@ -40,7 +42,7 @@ from jaxlrp.graph import (
     _weight_scale_axes,
     analyze,
 )
-from jaxlrp.rules.base import LayerContext, LayerRule, safe_divide
+from jaxlrp.rules.base import LayerContext, LayerRule, safe_divide, unbroadcast
 from jaxlrp.rules.nodes import NodeRule
 from jaxlrp.tracing import Const, Eqn, Var, program_from_jaxpr
 
@@ -63,13 +65,22 @@ def _bind(eqn: Eqn, values: Sequence[Array]) -> list[Array]:
 
 
 class NodeInfo:
-    """Details a node rule may use (the primitive, whether it routes, its sum twin)."""
+    """Details a node rule may use.
+
+    Attributes:
+      primitive: the primitive's name (``"div"``, ``"reduce_max"``, ...).
+      routes: the op routes its input (max, select), so operands share relevance by the gradient.
+      sum_fn: for max nodes, the matching sum (proportional max pooling), else None.
+      name_stack: the Flax/JAX name stack (module) the equation came from.
+      description: primitive, operand and result shapes and module, for error messages.
+    """
 
     def __init__(self, eqn: Eqn, spec: NodeSpec, sum_fn: Callable | None):
         self.primitive = eqn.name
         self.routes = spec.routes
         self.sum_fn = sum_fn
         self.name_stack = eqn.name_stack
+        self.description = eqn.describe()
 
 
 def _sum_twin(eqn: Eqn, spec: NodeSpec) -> Callable | None:
@@ -96,6 +107,7 @@ def _node_call(
     """Evaluate one node equation (and the scalings in ``post``) with its rule as backward.
 
     ``post`` lists ``(eqn, operand values, position of the running value)`` applied in order.
+    The rule's cotangents are checked and adapted by :func:`_fit_cotangents`.
     """
     act = spec.active_inputs
     info = NodeInfo(eqn, spec, _sum_twin(eqn, spec))
@@ -125,9 +137,13 @@ def _node_call(
                 merged[k] = v
             return full(*merged)
 
-        cts = rule.backward(fn, [vals[k] for k in act], out, cotangent, info)
+        inputs = [vals[k] for k in act]
+        try:
+            cts = rule.backward(fn, inputs, out, cotangent, info)
+        except RuleError as error:
+            raise RuleError(f"{rule!r} failed on {info.description}: {error}") from error
         result: list[Any] = [None] * len(vals)
-        for k, c in zip(act, cts, strict=True):
+        for k, c in zip(act, _fit_cotangents(rule, info, inputs, out, cts), strict=True):
             result[k] = c
         return tuple(result)
 
@@ -135,29 +151,47 @@ def _node_call(
     return [node(*values)]
 
 
-def _fold(layer: LayerSpec, read: Callable[[Any], Array], z_dtype: Any) -> tuple[Any, Any]:
-    """Accumulate the folded affine ops into ``z ← α ⊙ z + β``."""
-    alpha = None
-    beta = None
-    for fold in layer.folds:
-        c = None if fold.const is None else jnp.asarray(read(fold.const), z_dtype)
-        if fold.primitive == "add":
-            beta = c if beta is None else beta + c
-        elif fold.primitive == "sub" and fold.layer_on_left:
-            beta = -c if beta is None else beta - c
-        elif fold.primitive == "sub":
-            alpha = -1.0 if alpha is None else -alpha
-            beta = c if beta is None else c - beta
-        elif fold.primitive == "mul":
-            alpha = c if alpha is None else alpha * c
-            beta = None if beta is None else beta * c
-        elif fold.primitive == "div":
-            alpha = 1 / c if alpha is None else alpha / c
-            beta = None if beta is None else beta / c
-        elif fold.primitive == "neg":
-            alpha = -1.0 if alpha is None else -alpha
-            beta = None if beta is None else -beta
-    return alpha, beta
+def _fit_cotangents(
+    rule: NodeRule, info: NodeInfo, inputs: Sequence[Array], out: Array, cts: Any
+) -> list[Any]:
+    """A node rule's cotangents as JAX needs them: one per active input, of its shape and dtype.
+
+    A cotangent of a shape the input was broadcast to (typically the output's, for an operand of
+    an implicitly broadcasting element-wise op) is summed over the broadcast axes with
+    :func:`~jaxlrp.rules.unbroadcast`: the input is constant along them, so this sums its
+    relevance. Any other mismatch raises :class:`RuleError` naming the rule and the node.
+    """
+    cts = list(cts) if cts is not None else []
+    where = f"{rule!r} on {info.description}"
+    if len(cts) != len(inputs):
+        raise RuleError(
+            f"{where} returned {len(cts)} cotangent(s) for {len(inputs)} active operand(s); a "
+            "node rule returns one cotangent per input it receives."
+        )
+    fitted: list[Any] = []
+    for position, (x, c) in enumerate(zip(inputs, cts, strict=True)):
+        if c is None:
+            fitted.append(None)
+            continue
+        c = jnp.asarray(c)
+        if c.shape != x.shape:
+            try:
+                c = unbroadcast(c, x.shape)
+            except RuleError:
+                raise RuleError(
+                    f"{where} returned a cotangent of shape {c.shape} for active operand "
+                    f"{position} of shape {x.shape} (output shape {out.shape}); a node rule "
+                    "returns cotangents of each operand's shape, or of a shape the operand "
+                    "broadcasts to (summed over the broadcast axes)."
+                ) from None
+        fitted.append(c.astype(x.dtype))
+    return fitted
+
+
+def _fold(layer: LayerSpec, read: Callable[[Any], Array]) -> tuple[Any, Any]:
+    """The unit's folded steps as ``z = S(α ⊙ f(a; W)) + β``: ``α`` in the linear op's output
+    layout, ``β`` in the unit's output layout (see :func:`jaxlrp.canonize.fold_constants`)."""
+    return fold_constants(layer.folds, read)
 
 
 def _scale_weight(layer: LayerSpec, w: Array, alpha: Any, z_shape: tuple[int, ...]) -> Array:
@@ -188,19 +222,33 @@ def _layer_call(
     tap: Array | None,
     batched: bool,
 ) -> Array:
-    """Evaluate a layer unit (linear op + folded affine ops) with its LRP rule as backward."""
+    """Evaluate a layer unit with its LRP rule as backward.
+
+    The unit is ``z = S(f(a; W')) + b``: the linear op ``f`` (``a ⊙ s`` for an affine layer), the
+    data movement ``S`` it was followed by, the weights ``W'`` with the multipliers folded in and
+    the bias ``b`` (see ``canonize.py``). The rule sees ``apply(a, w) = S(f(a; w))``.
+    """
     eqn = layer.eqn
     k = layer.active_operand
-    a = read(eqn.inputs[k])
-    w = read(eqn.inputs[1 - k])
-    z_dtype = layer.output.dtype
-    alpha, beta = _fold(layer, read, z_dtype)
-    w = _scale_weight(layer, w, alpha, layer.output.shape)
-    b = jnp.zeros((), z_dtype) if beta is None else beta
+    a = read(layer.input)
+    alpha, beta = _fold(layer, read)
+    if layer.affine:
+        w = jnp.ones((), a.dtype) if alpha is None else jnp.asarray(alpha, a.dtype)
+    else:
+        w = _scale_weight(layer, read(eqn.inputs[1 - k]), alpha, layer.linear_shape)
+    out_dtype = layer.output.dtype
+    b = jnp.zeros((), out_dtype) if beta is None else jnp.asarray(beta, out_dtype)
+    moves = [f.eqn for f in layer.folds if f.moves]
 
     def apply(a_: Array, w_: Array) -> Array:
-        operands = [a_, w_] if k == 0 else [w_, a_]
-        return eqn.primitive.bind(*operands, **eqn.params)
+        if layer.affine:
+            out = a_ * w_
+        else:
+            operands = [a_, w_] if k == 0 else [w_, a_]
+            out = eqn.primitive.bind(*operands, **eqn.params)
+        for move in moves:
+            out = _bind(move, [out])[0]
+        return out
 
     @jax.custom_vjp
     def unit(a_: Array, w_: Array, b_: Array, tap_: Array | None) -> Array:
@@ -241,6 +289,7 @@ def evaluate(
     args: Sequence[Array],
     taps: dict[Var, Array] | None = None,
     batched: bool = False,
+    probe: Callable[[tuple, Array], Array] | None = None,
 ) -> list[Array]:
     """Run ``plan.program`` on ``args`` with LRP rules installed as custom VJPs.
 
@@ -251,11 +300,19 @@ def evaluate(
       taps: zero arrays keyed by program input, whose cotangents receive the relevance that
         first-layer rules give independently of the input value (see the module docstring).
       batched: whether axis 0 is a batch axis (for rules with per-example statistics).
+      probe: ``(site, value) -> value``, called on every layer's and node's output
+        (``("out", i)``), relevance-carrying operand (``("in", i, k)``) and input tap
+        (``("tap", i)``), ``i`` being the layer's anchor or the node's equation index; the
+        ledger adds zero arrays there to read the relevance passing through (``ledger.py``).
 
     Returns:
       The program outputs.
     """
     program = plan.program
+    if probe is None:
+        def probe(site: tuple, value: Array) -> Array:
+            return value
+
     env: dict[Var, Array] = dict(zip(program.inputs, args, strict=True))
     tap_env: dict[Var, Array] = dict(taps or {})
 
@@ -267,10 +324,17 @@ def evaluate(
             continue
         layer = plan.layers.get(i)
         if layer is not None:
-            active_in = layer.eqn.inputs[layer.active_operand]
-            tap = tap_env.get(active_in)
+            tap = tap_env.get(layer.input)
+            if tap is not None:
+                tap = probe(("tap", i), tap)
             rule = rules.layer_rule(layer.info)
-            env[layer.output] = _layer_call(layer, read, rule, tap, batched)
+
+            def read_layer(x: Any, i: int = i, layer: LayerSpec = layer) -> Array:
+                value = read(x)
+                return probe(("in", i, 0), value) if x is layer.input else value
+
+            env[layer.output] = probe(("out", i), _layer_call(layer, read_layer, rule, tap,
+                                                              batched))  # fmt: skip
             continue
         spec = plan.nodes.get(i)
         if spec is not None and spec.post:
@@ -284,10 +348,16 @@ def evaluate(
                 post.append((post_eqn, operands, position))
                 running = post_eqn.outputs[0]
             values = [read(x) for x in node_eqn.inputs]
+            for k in spec.active_inputs:
+                values[k] = probe(("in", i, k), values[k])
             rule = rules.node_rule(spec.kind)
-            (env[eqn.outputs[0]],) = _node_call(node_eqn, values, spec, rule, post)
+            (out,) = _node_call(node_eqn, values, spec, rule, post)
+            env[eqn.outputs[0]] = probe(("out", i), out)
             continue
         values = [read(x) for x in eqn.inputs]
+        if spec is not None and spec.kind not in ("plain", "structural", "layer"):
+            for k in spec.active_inputs:
+                values[k] = probe(("in", i, k), values[k])
         if spec is None or spec.kind in ("plain", "structural", "block", "layer"):
             outs = _bind(eqn, values)
             if spec is not None and spec.kind == "structural":
@@ -298,6 +368,8 @@ def evaluate(
             outs = _bind(eqn, values)
         else:
             outs = _node_call(eqn, values, spec, rules.node_rule(spec.kind))
+        if spec is not None and spec.kind not in ("plain", "structural", "layer"):
+            outs = [probe(("out", i), outs[0]), *outs[1:]] if len(outs) == 1 else outs
         for v, o in zip(eqn.outputs, outs, strict=True):
             env[v] = o
     return [read(x) for x in program.outputs]

@@ -10,7 +10,9 @@ Node rules (activations, sums/pooling, max pooling, products): :class:`Pass`, :c
 
 Writing a new layer rule: subclass :class:`ModifiedRule` and list its :class:`Group` s of
 :class:`Term` s (input modifier, weight modifier, bias modifier), or subclass :class:`LayerRule`
-and compute the relevance directly. See ``examples/custom_rule.py``.
+and compute the relevance directly. See ``examples/custom_rule.py``. A new node rule
+subclasses :class:`NodeRule`; :func:`unbroadcast` sums relevance onto operands that an
+element-wise op broadcast.
 """
 
 from jaxlrp.rules.alpha_beta import AlphaBeta, ZPlus
@@ -34,6 +36,7 @@ from jaxlrp.rules.base import (
     safe_divide,
     sign0,
     stabilize,
+    unbroadcast,
 )
 from jaxlrp.rules.bounded import Flat, WSquare, ZBox
 from jaxlrp.rules.epsilon import Epsilon, RelativeEpsilon, Zero
@@ -57,5 +60,5 @@ __all__ = [
     "Norm", "Pass", "ProportionalMaxPool", "Relevance", "RelativeEpsilon", "Replaced", "Scaled",
     "Term", "UniformProduct", "WSquare", "WinnerTakesAll", "ZBox", "ZPlus", "Zero",
     "constant_input", "identity_input", "keep", "negative", "negative_input", "ones_input",
-    "positive", "positive_input", "safe_divide", "sign0", "stabilize",
+    "positive", "positive_input", "safe_divide", "sign0", "stabilize", "unbroadcast",
 ]

@@ -28,12 +28,14 @@ modifiers that replace the input (ones for Flat/WSquare, the bounds of ZBox) con
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlrp.errors import RuleError
 
 Array = Any
 
@@ -68,12 +70,58 @@ def safe_divide(num: Array, den: Array) -> Array:
     return jnp.where(ok, num / jnp.where(ok, den, 1), 0).astype(jnp.result_type(num))
 
 
+def unbroadcast(relevance: Array, shape: Sequence[int]) -> Array:
+    """Sum ``relevance`` over the axes along which an operand of ``shape`` was broadcast.
+
+    Element-wise primitives broadcast size-1 dimensions and rank-0 operands implicitly
+    (``jax.nn.softmax`` divides ``f32[B,N]`` by ``f32[B,1]``). An operand copied to several
+    output positions receives the relevance of all of them, so its relevance is
+
+    .. math::
+
+        R_x = \\sum_{\\text{broadcast axes}} R
+
+    (numpy's broadcasting rules: missing leading axes and size-1 axes of ``shape``). Sum the
+    relevance *before* dividing it by the operand (``safe_divide(unbroadcast(R, x.shape), x)``).
+    Because ``x`` is constant along those axes, the same sum applied to the modified gradient
+    ``R / x`` gives the same result, which is how the interpreter adapts node rules that return
+    output-shaped cotangents.
+
+    Args:
+      relevance: relevance (or modified gradient) of the broadcast result's shape.
+      shape: the operand's shape; must broadcast to ``relevance.shape``.
+
+    Returns:
+      An array of ``shape`` (``relevance`` itself when the shapes already agree).
+
+    Raises:
+      RuleError: when ``shape`` does not broadcast to ``relevance.shape``.
+    """
+    relevance = jnp.asarray(relevance)
+    shape = tuple(int(n) for n in shape)
+    if relevance.shape == shape:
+        return relevance
+    lead = relevance.ndim - len(shape)
+    pairs = list(zip(shape, relevance.shape[max(lead, 0):], strict=False))
+    if lead < 0 or any(n not in (1, m) for n, m in pairs):
+        raise RuleError(
+            f"relevance of shape {relevance.shape} cannot be summed to an operand of shape "
+            f"{shape}: the operand does not broadcast to it"
+        )
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, (n, m) in enumerate(pairs) if n == 1 and m != 1
+    )
+    return jnp.sum(relevance, axis=axes).reshape(shape)
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerContext:
     """What a layer rule sees.
 
     Attributes:
-      apply: ``apply(a, w)``, the layer's linear primitive (``dot_general``/``conv``) without bias.
+      apply: ``apply(a, w)``, the layer's linear map without bias: its primitive
+        (``dot_general``/``conv``; ``a * w`` for an element-wise affine layer) followed by the
+        data movement folded into the layer unit (e.g. the transpose of a vmapped ``W @ x``).
       a: the layer's input activation.
       w: the weights, with batch norm / scaling folded in.
       b: the additive term (bias, folded batch-norm shift), broadcastable to ``z``; may be 0.

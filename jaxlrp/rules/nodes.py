@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxlrp.rules.base import Array, safe_divide, stabilize
+from jaxlrp.rules.base import Array, safe_divide, stabilize, unbroadcast
 
 Fn = Callable[..., Array]
 
@@ -37,7 +37,14 @@ class NodeRule:
 
     ``backward(fn, inputs, output, cotangent, info)`` receives the node's function of its active
     inputs, the input values, the output value and the output cotangent ``c_out = R_out / out``;
-    it returns the cotangents of the inputs. ``info`` carries node details (e.g. the primitive).
+    it returns the cotangents of the inputs, one per input, each of that input's shape (or None
+    for no relevance). ``info`` carries node details (e.g. the primitive).
+
+    Element-wise primitives broadcast size-1 and rank-0 operands implicitly, so an input may be
+    smaller than the output: sum relevance computed in the output's shape with
+    :func:`~jaxlrp.rules.unbroadcast` before dividing it by the input. A cotangent returned in
+    the output's shape is summed the same way by the interpreter; any other shape raises
+    :class:`~jaxlrp.errors.RuleError`.
     """
 
     def backward(
@@ -53,7 +60,10 @@ def _vjp(fn: Fn, inputs: Sequence[Array], cotangent: Array) -> Sequence[Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Gradient(NodeRule):
-    """The plain gradient (no LRP modification). On a layer it is the gradient as well."""
+    """The plain gradient (no LRP modification), for activation, sum, max and product nodes.
+
+    For layers use :class:`~jaxlrp.rules.LayerGradient` (a node rule is not a layer rule).
+    """
 
     def backward(self, fn, inputs, output, cotangent, info):
         return _vjp(fn, inputs, cotangent)
@@ -66,14 +76,16 @@ class Pass(NodeRule):
     When several operands of one element-wise op are functions of the same activation (GELU's
     ``x · Φ(x)``), the relevance is shared equally between them (routing ops such as ``max`` and
     ``select`` share it by the gradient instead), which composes to ``R_x = R_y`` for the whole
-    activation. Relevance at an exactly-zero pre-activation cannot be represented and is dropped.
+    activation. An operand broadcast to the output (``s * γ`` with ``s`` of shape ``(B, 1)``)
+    receives the relevance summed over the broadcast axes. Relevance at an exactly-zero
+    pre-activation cannot be represented and is dropped.
     """
 
     def backward(self, fn, inputs, output, cotangent, info):
         if getattr(info, "routes", False):
             return _vjp(fn, inputs, cotangent)
         share = cotangent * output / len(inputs)
-        return [safe_divide(share, x).astype(x.dtype) for x in inputs]
+        return [safe_divide(unbroadcast(share, x.shape), x).astype(x.dtype) for x in inputs]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +146,8 @@ class UniformProduct(NodeRule):
     receives ``R / N`` (AttnLRP's uniform rule).
 
     For a product ``z = x · y`` (element-wise or a contraction) this is ``c_x = Jₓᵀ c_z / N``;
-    for a quotient ``x / y`` both operands receive ``R / 2``.
+    for a quotient ``x / y`` both operands receive ``R / 2``. A broadcast factor (softmax's
+    denominator, of shape ``(B, 1)``) receives its share summed over the broadcast axes.
 
     References:
       Achtibat et al., "AttnLRP: Attention-aware layer-wise relevance propagation for
@@ -145,7 +158,9 @@ class UniformProduct(NodeRule):
         n = len(inputs)
         if getattr(info, "primitive", None) == "div" and n == 2:
             relevance = output * cotangent / 2
-            return [safe_divide(relevance, x).astype(x.dtype) for x in inputs]
+            return [
+                safe_divide(unbroadcast(relevance, x.shape), x).astype(x.dtype) for x in inputs
+            ]
         return [c / n for c in _vjp(fn, inputs, cotangent)]
 
 
@@ -163,7 +178,8 @@ class GuidedBackprop(NodeRule):
 
 @dataclasses.dataclass(frozen=True)
 class DeconvNet(NodeRule):
-    """DeconvNet on activations: the cotangent's positive part, ignoring the forward mask.
+    """DeconvNet on activations: the cotangent's positive part, ignoring the forward mask
+    (summed over the broadcast axes for a broadcast operand, as the gradient is).
 
     References:
       Zeiler & Fergus, "Visualizing and understanding convolutional networks", 2014.
@@ -171,4 +187,4 @@ class DeconvNet(NodeRule):
 
     def backward(self, fn, inputs, output, cotangent, info):
         positive = jnp.maximum(cotangent, 0)
-        return [jnp.broadcast_to(positive, x.shape).astype(x.dtype) for x in inputs]
+        return [unbroadcast(positive, x.shape).astype(x.dtype) for x in inputs]

@@ -107,3 +107,37 @@ def test_residual_block_conserves_relevance_with_norm_splitting():
         np.testing.assert_allclose(
             relevance.sum(axis=(1, 2, 3)), model.apply(variables, x)[:, 1], rtol=1e-4
         )
+
+
+class PreActivation(nn.Module):
+    """Batch norms that no layer absorbs: on the input, after a ReLU, after a residual sum."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.BatchNorm(use_running_average=True)(x))
+        h = nn.Conv(6, (3, 3), padding="SAME")(h)
+        y = nn.Conv(6, (3, 3), padding="SAME")(nn.relu(h))
+        h = nn.relu(nn.BatchNorm(use_running_average=True)(nn.relu(h) + y))
+        return nn.Dense(4)(jnp.mean(h, axis=(1, 2)))
+
+
+def test_unfoldable_batch_norm_is_an_affine_layer_and_lrp0_is_gradient_times_input():
+    with jax.enable_x64(True):
+        x = jnp.asarray(images((2, 6, 6, 3)), jnp.float64)
+        model = PreActivation()
+        variables = _random_bn_variables(model, x)
+        variables = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), variables)
+        found = jaxlrp.layers(model.apply, variables, x)
+        assert [(info.kind, info.path) for info in found] == [
+            ("affine", "BatchNorm_0"), ("conv", "Conv_0"), ("conv", "Conv_1"),
+            ("affine", "BatchNorm_1"), ("dense", "Dense_0"),
+        ]
+        composite = composites.Composite(default=rules.Zero(), sum=rules.Norm(0.0))
+        relevance = jaxlrp.explain(model.apply, variables, x, target=1, composite=composite)
+        grad = jax.grad(lambda x_: model.apply(variables, x_)[:, 1].sum())(x)
+        np.testing.assert_allclose(relevance, x * grad, rtol=1e-7, atol=1e-10)
+        # the presets give the batch norms the dense rule; nothing breaks numerically
+        for composite in (composites.EpsilonGammaBox(low=-1.0, high=1.0),
+                          composites.EpsilonAlpha2Beta1Flat()):
+            relevance = jaxlrp.explain(model.apply, variables, x, target=1, composite=composite)
+            assert bool(jnp.all(jnp.isfinite(relevance))), composite.name

@@ -65,3 +65,28 @@ def test_cond_branches_are_interpreted():
     for flag in (True, False):
         r = jaxlrp.explain(f, x, jnp.asarray(flag), target=0, argnums=0, composite=LRP0)
         np.testing.assert_allclose(r.sum(axis=1), f(x, flag)[:, 0], rtol=1e-5)
+
+
+def test_scan_carry_that_becomes_active_after_the_first_step_carries_relevance():
+    """An RNN ``h_t = relu(h_{t-1} U + x_t W)`` from ``h_0 = 0``: the carry depends on the input
+    only from the second iteration on, so the body must be re-analysed with the carry active
+    (the fixpoint in the interpreter). Bias-free LRP-0 is then gradient × input at every step,
+    including the earliest inputs, which reach the output only through the carry."""
+    w, u, v = _weights(6, (3, 5), (5, 5), (5, 2))
+
+    def f(x):  # x: (batch, time, 3)
+        def step(h, x_t):
+            return jax.nn.relu(h @ u + x_t @ w), None
+
+        h0 = jnp.zeros((x.shape[0], 5))
+        h, _ = jax.lax.scan(step, h0, jnp.swapaxes(x, 0, 1))
+        return h @ v
+
+    x = jax.random.normal(jax.random.PRNGKey(8), (2, 4, 3))
+    t = jnp.argmax(f(x), axis=1)
+    assert np.all(f(x)[jnp.arange(2), t] > 0.05)
+    r = jaxlrp.explain(f, x, target=t, composite=LRP0)
+    grad = jax.vmap(jax.grad(lambda xi, ti: f(xi[None])[0, ti]))(x, t)
+    assert np.all(np.abs(x * grad)[:, 0].sum(-1) > 1e-2)  # the first input matters
+    np.testing.assert_allclose(r, x * grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.sum(axis=(1, 2)), f(x)[jnp.arange(2), t], rtol=1e-4)

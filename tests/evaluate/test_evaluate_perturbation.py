@@ -112,3 +112,26 @@ def test_ties_are_broken_at_random_with_a_key(toy):
     b = evaluate.perturbation_curve(positive_linear, params, x, relevance=flat, target=0, patch=2,
                                     perturbation=evaluate.Constant(0.0), key=jax.random.key(5))
     assert not np.allclose(a, b)
+
+
+def test_aopc_of_lerf_and_morf_curves_match_hand_computation():
+    """A linear model ``f(x) = Σ w ⊙ x`` on 2x2 inputs, one pixel per region, regions set to 0.
+    Example 0 (x = 1, w = [[1, 2], [3, 4]], relevance [[.4, .1], [.3, .2]]): LeRF removes the
+    weights 2, 4, 3, 1 → curve [10, 8, 4, 1, 0], AOPC = (0 + 2 + 6 + 9 + 10) / 5 = 5.4; MoRF
+    removes 1, 3, 4, 2 → [10, 9, 6, 2, 0], AOPC = (0 + 1 + 4 + 8 + 10) / 5 = 4.6. Example 1
+    (x = 2, relevance [[.1, .2], [.3, .4]]): LeRF [20, 18, 14, 8, 0] → 40 / 5 = 8; MoRF
+    [20, 12, 6, 2, 0] → 60 / 5 = 12."""
+
+    def linear(w, x):
+        return (x * w).reshape(x.shape[0], -1).sum(-1, keepdims=True)
+
+    w = jnp.array([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+    x = jnp.concatenate([jnp.ones((1, 2, 2, 1)), jnp.full((1, 2, 2, 1), 2.0)])
+    relevance = jnp.array([[[0.4, 0.1], [0.3, 0.2]], [[0.1, 0.2], [0.3, 0.4]]])[..., None]
+    curves = evaluate.region_perturbation(linear, w, x, relevance=relevance, target=0, patch=1,
+                                          perturbation=evaluate.Constant(0.0))  # fmt: skip
+    np.testing.assert_allclose(curves.lerf, [[10, 8, 4, 1, 0], [20, 18, 14, 8, 0]])
+    np.testing.assert_allclose(curves.morf, [[10, 9, 6, 2, 0], [20, 12, 6, 2, 0]])
+    np.testing.assert_allclose(curves.aopc_lerf, [5.4, 8.0], rtol=1e-6)
+    np.testing.assert_allclose(curves.aopc_morf, [4.6, 12.0], rtol=1e-6)
+    np.testing.assert_allclose(curves.area, [4.6 - 5.4, 12.0 - 8.0], rtol=1e-5)

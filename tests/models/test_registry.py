@@ -66,9 +66,69 @@ def test_random_models_produce_finite_logits_of_the_right_shape():
         assert logits.shape == (shape[0], 7) and np.isfinite(logits).all(), name
 
 
+def _resnet18_state_dict(variables) -> dict[str, np.ndarray]:
+    """torchvision's ``resnet18().state_dict()`` keys and layouts, written out by hand from Flax
+    variables (HWIO → OIHW, dense kernels transposed, batch norm in torch's four tensors plus the
+    ``num_batches_tracked`` counter torch saves with every batch norm)."""
+    params, stats = variables["params"], variables["batch_stats"]
+    state: dict[str, np.ndarray] = {}
+
+    def conv(torch_name, flax):
+        state[f"{torch_name}.weight"] = np.asarray(flax["kernel"]).transpose(3, 2, 0, 1)
+
+    def bn(torch_name, flax, flax_stats):
+        state[f"{torch_name}.weight"] = np.asarray(flax["scale"])
+        state[f"{torch_name}.bias"] = np.asarray(flax["bias"])
+        state[f"{torch_name}.running_mean"] = np.asarray(flax_stats["mean"])
+        state[f"{torch_name}.running_var"] = np.asarray(flax_stats["var"])
+        state[f"{torch_name}.num_batches_tracked"] = np.array(123, np.int64)
+
+    conv("conv1", params["conv1"])
+    bn("bn1", params["bn1"], stats["bn1"])
+    for stage in range(1, 5):
+        for block in range(2):
+            torch_block, flax_block = f"layer{stage}.{block}", f"layer{stage}_{block}"
+            for k in (1, 2):
+                conv(f"{torch_block}.conv{k}", params[flax_block][f"conv{k}"])
+                bn(f"{torch_block}.bn{k}", params[flax_block][f"bn{k}"],
+                   stats[flax_block][f"bn{k}"])  # fmt: skip
+            if stage > 1 and block == 0:
+                conv(f"{torch_block}.downsample.0", params[flax_block]["downsample_0"])
+                bn(f"{torch_block}.downsample.1", params[flax_block]["downsample_1"],
+                   stats[flax_block]["downsample_1"])  # fmt: skip
+    state["fc.weight"] = np.asarray(params["fc"]["kernel"]).T
+    state["fc.bias"] = np.asarray(params["fc"]["bias"])
+    return state
+
+
 def test_conversion_accepts_and_ignores_num_batches_tracked():
-    _, variables = load("mnist_cnn", weights=_mnist_state_dict())
+    _, original = load("resnet18", seed=5, input_shape=(32, 32, 3))
+    state = _resnet18_state_dict(original)
+    assert sum(k.endswith("num_batches_tracked") for k in state) == 20  # every batch norm
+    _, variables = load("resnet18", weights=state)
+    assert set(variables) == {"params", "batch_stats"}
+    flat, tree = jax.tree_util.tree_flatten(variables)
+    expected, expected_tree = jax.tree_util.tree_flatten(original)
+    assert tree == expected_tree  # no variable made from the counters
+    for got, want in zip(flat, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_num_batches_tracked_is_refused_where_there_is_no_batch_norm():
+    state = _mnist_state_dict()  # the MNIST CNN has no batch norm
+    state["conv_layers.0.num_batches_tracked"] = np.array(1, np.int64)
+    with pytest.raises(ValueError, match=r"unexpected keys \['conv_layers.0.num_batches_tracked'"):
+        load("mnist_cnn", weights=state)
+
+
+def test_mnist_conversion_keeps_torch_layouts_apart():
+    state = _mnist_state_dict()
+    _, variables = load("mnist_cnn", weights=state)
     assert set(variables) == {"params"}
+    np.testing.assert_array_equal(variables["params"]["fc_layers_2"]["kernel"],
+                                  state["fc_layers.2.weight"].T)  # fmt: skip
+    np.testing.assert_array_equal(variables["params"]["conv_layers_3"]["kernel"],
+                                  state["conv_layers.3.weight"].transpose(2, 3, 1, 0))  # fmt: skip
     assert variables["params"]["fc_layers_0"]["kernel"].shape == (1152, 256)
 
 

@@ -1,7 +1,8 @@
 """The conventions where jaxlrp and zennit differ (or could), each checked on a tiny network.
 
 Every test states what each side does; ``docs/zennit-parity.md`` explains why and what the
-difference amounts to on real architectures.
+difference amounts to on real architectures. Where both sides agree, the bound is about 5x the
+error measured in float32 (noted next to it; zennit runs in float64, jaxlrp in float32).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def test_first_layer_is_every_layer_fed_by_the_input_in_jaxlrp_and_one_module_in
                           target=jnp.asarray(relevance_out, jnp.float32), composite=preset)
     like = jaxlrp.explain(fn, variables, jnp.asarray(x, jnp.float32),
                           target=jnp.asarray(relevance_out, jnp.float32), composite=zennit_like)
-    assert relative_l2(like, expected) < 1e-5
+    assert relative_l2(like, expected) < 8e-7  # measured 1.7e-7 (float32)
     assert relative_l2(ours, expected) > 1e-2
 
 
@@ -134,7 +135,7 @@ def test_epsilon_gamma_box_on_a_dense_first_layer():
                           composite=preset)
     like = jaxlrp.explain(fn, params, jnp.asarray(x, jnp.float32), target=target,
                           composite=dataclasses.replace(preset, first=None))
-    assert relative_l2(like, expected.numpy()) < 1e-5
+    assert relative_l2(like, expected.numpy()) < 4e-7  # measured 9.0e-8
     assert relative_l2(ours, expected.numpy()) > 1e-2
 
 
@@ -182,14 +183,14 @@ def test_zennit_batch_norm_merge_leaves_a_scaling_by_one_over_sqrt_one_plus_eps(
     merged = zennit_batchnorm_variables(variables)
     merged_logits = np.asarray(Net().apply(merged, jnp.asarray(x, jnp.float32)))
     assert relative_l2(canonized_logits, logits) > 1e-6
-    assert relative_l2(canonized_logits, merged_logits) < 1e-6
+    assert relative_l2(canonized_logits, merged_logits) < 2.5e-7  # measured 4.8e-8
     np.testing.assert_allclose(Net().apply(variables, jnp.asarray(x, jnp.float32)), logits,
                                rtol=1e-5, atol=1e-6)
     # on the same model, the relevance agrees
     relevance = jaxlrp.explain(Net().apply, merged, jnp.asarray(x, jnp.float32),
                                target=jnp.asarray(relevance_out, jnp.float32),
                                composite=composites.EpsilonPlus())
-    assert relative_l2(relevance, expected) < 1e-5
+    assert relative_l2(relevance, expected) < 8e-7  # measured 1.6e-7
 
 
 @pytest.mark.parametrize("keepdims", [False, True])  # keepdims: sum -> broadcast -> div
@@ -214,7 +215,7 @@ def test_average_pool_stabilizer_is_applied_to_the_mean(keepdims):
 
     ours = jaxlrp.explain(fn, jnp.asarray(x.reshape(1, 1, 4, 1), jnp.float32), target=0,
                           composite=composites.EpsilonPlus(stabilizer=1.0))
-    np.testing.assert_allclose(np.ravel(ours), zennit_formula, rtol=1e-6)
+    np.testing.assert_allclose(np.ravel(ours), zennit_formula, rtol=2e-7)  # measured 3.2e-8
 
 
 def test_max_pool_ties_go_to_the_first_element_on_both_sides():
@@ -251,7 +252,7 @@ def test_max_pool_ties_go_to_the_first_element_on_both_sides():
     winners[::2, ::2] = True
     assert np.all(expected[0][~winners] == 0)
     assert np.all(np.asarray(ours)[0][~winners] == 0)
-    assert relative_l2(ours, expected) < 1e-5
+    assert relative_l2(ours, expected) < 4e-7  # measured 7.6e-8
 
 
 def test_zbox_relevance_does_not_depend_on_the_bias():
@@ -279,7 +280,7 @@ def test_zbox_relevance_does_not_depend_on_the_bias():
         ours = jaxlrp.explain(fn, params, jnp.asarray(x, jnp.float32),
                               target=jnp.asarray(relevance_out.transpose(0, 2, 3, 1), jnp.float32),
                               composite=composites.EpsilonGammaBox(low=-1.0, high=1.0))
-        assert relative_l2(ours, expected) < 1e-5
+        assert relative_l2(ours, expected) < 4e-7  # measured 8.1e-8
         results.append(expected)
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=1e-10)

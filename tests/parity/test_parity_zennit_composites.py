@@ -30,12 +30,22 @@ from zennit_parity_harness import ARCHITECTURES, COMPOSITES, Pair  # noqa: E402
 
 pytestmark = pytest.mark.parity
 
-TOLERANCE = 1e-4
-"""Relative L2 error allowed against zennit's canonized model (float32)."""
+# Relative L2 errors measured on 2 CPU cores (JAX 0.10.2, torch 2.14.1, zennit 0.5.1), worst of
+# the five composites and of eager op-by-op (as in this suite) and compiled evaluation:
+#   against zennit's canonized model: VGG-16 2.4e-6 (its Norm stabilizer on the separable
+#   adaptive pool, docs/zennit-parity.md), VGG-16-BN 7.2e-7, ResNet-18 3.4e-7, ResNet-50 5.7e-7;
+#   against the model itself: VGG-16 2.4e-6, VGG-16-BN 1.1e-4, ResNet-18 4.8e-5, ResNet-50 1.7e-4.
+TOLERANCE = {"vgg16": 1e-5, "vgg16_bn": 3e-6, "resnet18": 1.5e-6, "resnet50": 2.5e-6}
+"""Relative L2 error allowed against zennit's canonized model (float32): about 4x the measured
+worst case per architecture."""
 
-MODEL_TOLERANCE = 3e-4
-"""Against the model itself: zennit's merged batch norms each scale by (1 + 1e-5)^-1/2, up to
-13 in a row in VGG-16-BN (measured: at most 1.1e-4; see docs/zennit-parity.md)."""
+MODEL_TOLERANCE = {"vgg16": 1e-5, "vgg16_bn": 2e-4, "resnet18": 1e-4, "resnet50": 3e-4}
+"""Against the model itself: zennit's merged batch norms each scale by (1 + 1e-5)^-1/2 (up to 13
+in a row in VGG-16-BN), a deterministic offset rather than rounding, so about 2x its measured
+size per architecture; VGG-16 has no batch norm, and the bound is the one above."""
+
+FLOAT64_TOLERANCE = 4e-11
+"""ResNet-18, EpsilonGammaBox, float64: measured 7.6e-12."""
 
 
 SLOW = {"vgg16_bn", "resnet50"}  # 25-60 s per composite on 2 busy cores
@@ -54,8 +64,8 @@ def pair(request):
 def test_relevance_matches_zennit(pair, composite):
     result = pair.compare(composite)
     message = f"{pair.architecture} / {composite}: {result}"
-    assert result["error"] <= TOLERANCE, message
-    assert result["error_model"] <= MODEL_TOLERANCE, message
+    assert result["error"] <= TOLERANCE[pair.architecture], message
+    assert result["error_model"] <= MODEL_TOLERANCE[pair.architecture], message
 
 
 @pytest.mark.slow
@@ -74,4 +84,4 @@ def test_float64_leaves_only_convention_differences():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=600, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["error"] < 1e-9, result
+    assert result["error"] < FLOAT64_TOLERANCE, result

@@ -9,8 +9,24 @@ and every rule is the "four steps" of Montavon et al. (2019), section 10.2.2, sp
     3. c_k   = VJP_{W_k}(s_g)                             (transpose of a -> f(a; W_k, 0))
     4. R_in  = sum_g coef_g sum_{k in g} t_k in_k(a) * c_k
 
-with ``stab(x) = x + eps * sign0(x)`` and ``sign0(0) = +1``. The rule definitions (terms, groups,
-masks, defaults) are those of zennit (PyTorch), as stated in ``docs/lrp-notes.md`` section 2.
+Conventions (the ones jaxlrp documents in README.md, "Rules and composites"):
+
+* ``sign0(0) = +1``;
+* every rule except LRP-0 *adds* its stabilizer: ``stab(x) = x + eps * sign0(x)`` (LRP-eps with
+  ``eps = epsilon``; gamma, alpha-beta, z+, z^B, w^2, flat and Norm with ``eps = stabilizer``,
+  default 1e-6);
+* LRP-0 (:func:`Zero`) *clips* instead: ``stab(x) = sign0(x) * max(|x|, eps)``, which leaves every
+  denominator with ``|z| >= eps`` exact, so ``Zero()`` and ``Epsilon(1e-6)`` differ;
+* the bias is an extra input with ``a_0 = 1`` that absorbs its share, modified per term: in gamma,
+  alpha-beta and z+ only the term on ``a+`` carries a bias (gamma: ``b + gamma b+`` for positive
+  outputs, ``b + gamma b-`` for negative ones; alpha-beta: ``b+`` in the positive part, ``b-`` in
+  the negative part), the terms on ``a-`` none; z^B's three terms carry ``b``, ``b+`` and ``b-``;
+  w^2 uses ``b^2``; flat none;
+* the output relevance is ``R_out = logits * onehot(target)``.
+
+The rule definitions (terms, groups, masks, defaults) are those of zennit (PyTorch) 0.5, which has
+no separate LRP-0 rule: its ``Epsilon`` with a small epsilon plays that part, while :func:`Zero`
+here (as in jaxlrp) clips.
 
 A network is a list of layers (:class:`Dense`, :class:`Conv`, :class:`ReLU`, :class:`MaxPool`,
 :class:`AvgPool`, :class:`Flatten`). Arrays are NHWC, conv kernels HWIO, dense kernels
@@ -269,6 +285,9 @@ class Group:
 
 @dataclass(frozen=True)
 class LinearRule:
+    """A rule for dense/conv layers: its groups of terms and how denominators are stabilized
+    (``stabilize(denominator, stabilizer, clip)``: added, or with ``clip`` clipped at it)."""
+
     name: str
     groups: tuple[Group, ...]
     stabilizer: float = DEFAULT_STABILIZER
@@ -311,7 +330,7 @@ def Zero(stabilizer: float = DEFAULT_STABILIZER) -> LinearRule:
 
 
 def Epsilon(epsilon: float = 1e-6) -> LinearRule:
-    """LRP-eps: LRP-0 with the stabilizer eps."""
+    """LRP-eps: R_j = sum_k a_j w_jk / (z_k + eps * sign0(z_k)) R_k (eps added, never clipped)."""
     return LinearRule(f"Epsilon({epsilon})", (Group((Term(),)),), epsilon)
 
 

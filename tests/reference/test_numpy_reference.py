@@ -3,9 +3,10 @@
 What is checked: the hand-written convolution and its transpose (against a direct sum, the adjoint
 identity and JAX's own VJP); the reference forward against Flax; LRP-0 against gradient x input
 and conservation; every rule's conservation per layer without bias; the four-step dense rules
-against the per-neuron formulas of docs/lrp-notes.md; conv rules against the same rule on the
-convolution unrolled into a dense matrix; and that the test cases are well conditioned, so that
-float32 rounding in jaxlrp cannot by itself exceed the comparison tolerance.
+against their per-neuron formulas (conventions: the docstring of ``numpy_lrp``); conv rules
+against the same rule on the convolution unrolled into a dense matrix; and that the test cases are
+well conditioned, so that float32 rounding in jaxlrp cannot by itself exceed the comparison
+tolerance.
 """
 
 from dataclasses import replace
@@ -202,7 +203,7 @@ def test_reference_gradient_matches_finite_differences_and_jax_grad(
 def test_lrp0_conserves_the_target_logit_and_equals_gradient_times_input(
     bias_free_cases, finite_difference_gradients, name
 ):
-    """docs/lrp-notes.md section 5: LRP-0 on a bias-free dense/conv + ReLU (+ winner-takes-all
+    """LRP-0 on a bias-free dense/conv + ReLU (+ winner-takes-all
     max pool, + Norm average pool) network redistributes exactly the target logit, as x * grad."""
     case = bias_free_cases[name]
     target = targets_for(case)
@@ -288,7 +289,7 @@ def test_epsilon_absorbs_more_relevance_as_epsilon_grows():
 
 
 # ------------------------------------------------------------------------------------------
-# The four-step dense rules equal the per-neuron formulas of docs/lrp-notes.md
+# The four-step dense rules equal their per-neuron formulas, written as loops
 # ------------------------------------------------------------------------------------------
 
 
@@ -322,6 +323,28 @@ def dense_setting():
     a = rng.uniform(-1, 1, size=(3, 6))
     a[0, 1] = a[2, 4] = 0.0
     return ref.Dense(w, b), a, rng.normal(size=(3, 4))
+
+
+def test_zero_matches_per_neuron_formula_with_a_clipped_denominator():
+    """LRP-0: R_j = sum_k a_j w_jk / (sign0(z_k) max(|z_k|, eps)) R_k. A denominator of size
+    >= eps is used as it is (not z + eps), a smaller one is replaced by +-eps."""
+    w = np.array([[0.5, 1.0, 2.0], [0.25, -1.0, 1.0], [1.0, 0.5, -3.0]])
+    a = np.array([[1.0, 2.0, -1.0 + 1e-4]])  # z = [1e-4, -1.5, 5 - 3e-4]
+    a_small = np.array([[1.0, 2.0, -1.0 + 1e-8]])  # z_0 = 1e-8 < eps
+    r_out = np.array([[2.0, 1.0, -1.0]])
+    layer = ref.Dense(w, None)
+    for x, eps in ((a, 1e-6), (a_small, 1e-6), (a, 1e-3)):
+        z = x @ w
+        clipped = np.where(z >= 0, 1.0, -1.0) * np.maximum(np.abs(z), eps)
+        expected = np.zeros_like(x)
+        for j in range(3):
+            for k in range(3):
+                expected[0, j] += x[0, j] * w[j, k] / clipped[0, k] * r_out[0, k]
+        actual = ref.propagate_linear(layer, ref.Zero(stabilizer=eps), x, r_out)
+        np.testing.assert_allclose(actual, expected, rtol=1e-12)
+    # |z_0| = 1e-4 >= 1e-6: exact LRP-0, every unit of R_0 reaches the inputs
+    exact = ref.propagate_linear(layer, ref.Zero(), a, r_out * np.array([[1.0, 0, 0]]))
+    np.testing.assert_allclose(exact.sum(), 2.0, rtol=1e-9)
 
 
 def test_epsilon_matches_per_neuron_formula(dense_setting):

@@ -102,9 +102,10 @@ def test_average_pool_norm_stabilizes_the_pooled_mean():
     assert error <= TOLERANCE, f"avg-pool Norm: relative error {error:.3e}"
 
 
-def test_zero_rule_adds_its_stabilizer_to_the_denominator():
-    """Zero() is Epsilon(1e-6): R_j = a_j w_jk / (z_k + 1e-6 sign(z_k)) R_k. On an output with
-    z = 1e-4 that keeps 1e-4 / (1e-4 + 1e-6) = 99% of the relevance on the input side."""
+def test_zero_rule_clips_its_denominator_instead_of_adding_the_stabilizer():
+    """Zero() is not Epsilon(1e-6): its denominator is sign(z)·max(|z|, 1e-6), so an output with
+    z = 1e-4 keeps all of its relevance on the input side, R_j = a_j w_j0 (by hand: [0.5, 0.5,
+    -1]); Epsilon(1e-6) would keep only 1e-4 / (1e-4 + 1e-6) = 99% of it."""
     kernel = np.array([[0.5, 1.0], [0.25, -1.0], [1.0, 0.5]], dtype=np.float32)
     bias = np.array([1e-4, 0.0], dtype=np.float32)
     x = np.array([[1.0, 2.0, -1.0]], dtype=np.float32)  # z_0 = 0.5 + 0.5 - 1 + 1e-4
@@ -116,7 +117,10 @@ def test_zero_rule_adds_its_stabilizer_to_the_denominator():
         target=0,
         composite=composites.Composite(default=rules.Zero()),
     )
+    np.testing.assert_allclose(relevance, [[0.5, 0.5, -1.0]], rtol=1e-3)
     network = [ref.Dense(kernel.astype(np.float64), bias.astype(np.float64))]
     expected = ref.explain(network, x, 0, ref.Composite(default=ref.Zero()))
     error = ref.relative_error(np.asarray(relevance), expected.relevance)
     assert error <= TOLERANCE, f"Zero stabilizer: relative error {error:.3e}"
+    epsilon = ref.explain(network, x, 0, ref.Composite(default=ref.Epsilon(1e-6)))
+    assert ref.relative_error(epsilon.relevance, expected.relevance) > 5e-3
