@@ -14,6 +14,9 @@ Run once per trace, before evaluation:
 * **affine layers**: a chain of affine ops with parameters that no layer absorbs (pre-activation
   batch norm, a norm's shift on a residual sum or on the input) becomes an element-wise layer
   ``z = a ⊙ s + t`` of kind ``"affine"``, which gets the composite's layer rule;
+* **activation chains**: a maximal element-wise chain of one input whose intermediates are
+  single-use (softmax's ``exp(x − max)``, GELU's ``x · Φ(x)``) is one activation node, so ``Pass``
+  gives ``R_x = R_out`` even where an intermediate is exactly zero;
 * **non-negativity**: values known to be ``>= 0`` (ReLU outputs, their pooling), so rules skip
   terms on negative inputs, which are exactly zero there;
 * **positions**: the first layers (fed by the input without another layer in between) and the
@@ -118,8 +121,12 @@ class NodeSpec:
     entry: PrimitiveInfo | None
     active_inputs: list[int]  # operand positions that are active
     routes: bool = False
-    # for sums: the single-use scalings by constants that follow (average pooling's ``/ n``),
-    # evaluated with the sum as one node so that Norm stabilizes the pooled *mean*
+    # equations evaluated after the node's own one as part of the same node, in program order:
+    # for sums, the single-use scalings by constants that follow (average pooling's ``/ n``),
+    # so that Norm stabilizes the pooled *mean*; for activations, the rest of an element-wise
+    # chain of one input (softmax's ``exp(x − max)``, GELU's ``x · Φ(x)``), so that the rule
+    # sees the chain's function of its input. Their operands are constants or values computed
+    # inside the node (the node's active inputs, earlier outputs).
     post: list[int] = dataclasses.field(default_factory=list)
     first: int = -1  # index of the node's own equation (when ``post`` is not empty)
 
@@ -272,6 +279,7 @@ def analyze(
         _add_unit(program, layer, members, nonneg, layers, skip, nodes)
 
     find_affine_chains(program, nodes, source, active, uses, outputs, skip, register)
+    _merge_activation_chains(program, nodes, skip, uses, outputs)
     _name_layers(program, layers, producer, input_paths or [None] * len(program.inputs))
     _mark_positions(program, layers, active)
     return Plan(program, active, nonneg, layers, skip, nodes)
@@ -297,7 +305,67 @@ def _classify(
         raise UnsupportedPrimitiveError(
             f"jaxlrp has no rule for {eqn.describe()} with operands from different activations."
         )
-    return {"sum": "sum", "product": "product", "route": "max"}[entry.multi], True
+    return {"sum": "sum", "product": "product", "route": "max"}[entry.multi], entry.routes
+
+
+def _merge_activation_chains(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    skip: set[int],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+) -> None:
+    """Evaluate each maximal element-wise chain of one input as one activation node.
+
+    Activation equations join when every active operand is either the chain's single input or
+    the output of a chain member used only there (and not a program output). The chain is then
+    one node, evaluated at its last equation as the function of its input: ``Pass`` gives
+    ``R_input = R_output`` even where an intermediate is exactly zero (softmax's ``x − max(x)`` at
+    the arg-max, which a per-equation ``Pass`` on ``exp`` cannot carry relevance through).
+    Non-active operands (constants, ``stop_gradient``'d values) stay constants of the node.
+    """
+    chain_of: dict[int, tuple[list[int], set[Var]]] = {}  # anchor -> (members, inputs)
+    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
+
+    def candidate(i: int) -> bool:
+        spec = nodes.get(i)
+        return (spec is not None and spec.kind == "activation" and not spec.post
+                and i not in skip and len(program.eqns[i].outputs) == 1)  # fmt: skip
+
+    for i, eqn in enumerate(program.eqns):
+        if not candidate(i):
+            continue
+        members, inputs, absorbed = [i], set(), []
+        for k in nodes[i].active_inputs:
+            x = eqn.inputs[k]
+            j = producer.get(x)
+            if (j is not None and j in chain_of and x not in outputs
+                    and all(u == i for u in uses.get(x, []))):  # fmt: skip
+                if j not in absorbed:
+                    absorbed.append(j)
+                    members += chain_of[j][0]
+                    inputs |= chain_of[j][1]
+            else:
+                inputs.add(x)
+        if len(inputs) != 1:
+            chain_of[i] = ([i], {eqn.inputs[k] for k in nodes[i].active_inputs})
+            continue
+        for j in absorbed:
+            del chain_of[j]
+        chain_of[i] = (sorted(members), inputs)
+
+    for anchor, (members, _) in chain_of.items():
+        if len(members) == 1:
+            continue
+        first = members[0]
+        spec = nodes[first]
+        spec.routes = False  # the rule sees the chain's function of its input
+        spec.first = first
+        spec.post = members[1:]
+        for j in members:
+            nodes.pop(j, None)
+        nodes[anchor] = spec
+        skip.update(members[:-1])
 
 
 def _propagate_nonneg(eqn: Eqn, nonneg: set[Var]) -> None:

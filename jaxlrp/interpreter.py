@@ -102,22 +102,27 @@ def _node_call(
     values: list[Array],
     spec: NodeSpec,
     rule: NodeRule,
-    post: Sequence[tuple[Eqn, list[Array], int]] = (),
+    post: Sequence[tuple[Eqn, list[Array | None]]] = (),
 ) -> list[Array]:
-    """Evaluate one node equation (and the scalings in ``post``) with its rule as backward.
+    """Evaluate one node equation (and the equations in ``post``) with its rule as backward.
 
-    ``post`` lists ``(eqn, operand values, position of the running value)`` applied in order.
-    The rule's cotangents are checked and adapted by :func:`_fit_cotangents`.
+    ``post`` lists ``(eqn, operand values)`` applied in order; an operand given as None is a value
+    computed inside the node (an active input of ``eqn`` or an output of an earlier equation),
+    the others are constants. The node's output is the last equation's. The rule's cotangents
+    are checked and adapted by :func:`_fit_cotangents`.
     """
     act = spec.active_inputs
     info = NodeInfo(eqn, spec, _sum_twin(eqn, spec))
 
     def full(*vals: Array) -> Array:
+        local: dict[Var, Array] = {eqn.inputs[k]: vals[k] for k in act}
         out = _bind(eqn, vals)[0]
-        for post_eqn, operands, position in post:
-            operands = list(operands)
-            operands[position] = out
-            out = _bind(post_eqn, operands)[0]
+        local[eqn.outputs[0]] = out
+        for post_eqn, operands in post:
+            merged = [local[x] if v is None else v
+                      for x, v in zip(post_eqn.inputs, operands, strict=True)]  # fmt: skip
+            out = _bind(post_eqn, merged)[0]
+            local[post_eqn.outputs[0]] = out
         return out
 
     @jax.custom_vjp
@@ -340,13 +345,13 @@ def evaluate(
         if spec is not None and spec.post:
             node_eqn = program.eqns[spec.first]
             post = []
-            running = node_eqn.outputs[0]
+            inside = {node_eqn.inputs[k] for k in spec.active_inputs} | {node_eqn.outputs[0]}
             for j in spec.post:
                 post_eqn = program.eqns[j]
-                position = 0 if post_eqn.inputs[0] is running else 1
-                operands = [None if x is running else read(x) for x in post_eqn.inputs]
-                post.append((post_eqn, operands, position))
-                running = post_eqn.outputs[0]
+                operands = [None if isinstance(x, Var) and x in inside else read(x)
+                            for x in post_eqn.inputs]  # fmt: skip
+                post.append((post_eqn, operands))
+                inside.add(post_eqn.outputs[0])
             values = [read(x) for x in node_eqn.inputs]
             for k in spec.active_inputs:
                 values[k] = probe(("in", i, k), values[k])

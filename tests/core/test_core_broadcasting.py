@@ -159,13 +159,9 @@ def test_softmax_denominator_receives_summed_half_of_the_relevance():
     np.testing.assert_allclose(got.sum(), r.sum(), rtol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jax.nn.softmax computes exp(x - max(x)); the argument is exactly 0 at the arg-max, "
-    "where the Pass rule of exp cannot represent relevance (c = R / 0) and drops it. Not a "
-    "broadcasting issue: fusing an activation chain into one node would fix it.",
-)
 def test_jax_nn_softmax_conserves_relevance():
+    # exp(x - max(x)) is one activation node (see test_core_activation_chains.py), so the zero
+    # argument at the arg-max does not drop relevance
     x = jnp.array([[0.3, -1.2, 0.8, 0.1], [-0.5, 0.4, 1.1, -0.9]])
     r = np.array([[0.0, 0.0, 1.0, 0.0], [0.2, -0.1, 0.7, 0.3]])
     got = lrp(jax.nn.softmax, x, r)
