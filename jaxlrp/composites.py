@@ -26,7 +26,8 @@ layer before it, gives an unmerged batch norm ``Pass``, which ignores the shift.
 
 Other nodes get one rule per kind: ``activation`` (default :class:`~jaxlrp.rules.Pass`), ``sum``
 (residual adds, sum/average pooling; :class:`~jaxlrp.rules.Norm`), ``maxpool``
-(:class:`~jaxlrp.rules.WinnerTakesAll`), ``product`` (:class:`~jaxlrp.rules.UniformProduct`).
+(:class:`~jaxlrp.rules.WinnerTakesAll`), ``product`` (:class:`~jaxlrp.rules.UniformProduct`),
+``gate`` (products with a sigmoid gate; :class:`~jaxlrp.rules.SignalTakesAll`).
 
 Presets follow zennit's composites (Anders et al., "Software for dataset-wide XAI", 2021) and the
 recipe of Montavon et al., "Layer-Wise Relevance Propagation: An Overview" (2019).
@@ -90,6 +91,7 @@ class Composite:
       sum: rule for residual adds and sum/average pooling.
       maxpool: rule for max pooling and ``max`` of activations.
       product: rule for products of activations.
+      gate: rule for gating products ``x ⊙ σ(·)`` (squeeze-excite, LSTM gates).
     """
 
     default: LayerRule | None = None
@@ -104,6 +106,7 @@ class Composite:
     sum: NodeRule = rules.Norm()
     maxpool: NodeRule = rules.WinnerTakesAll()
     product: NodeRule = rules.UniformProduct()
+    gate: NodeRule = rules.SignalTakesAll()
     name: str = "Composite"
 
     def __post_init__(self) -> None:
@@ -147,7 +150,8 @@ class Composite:
         return rules.Epsilon(), "default"
 
     def node_rule(self, kind: str) -> NodeRule:
-        """The rule for a node of kind ``activation``, ``sum``, ``max`` or ``product``."""
+        """The rule for a node of kind ``activation``, ``sum``, ``max``, ``product`` or
+        ``gate``."""
         if kind == "max":
             return self.maxpool
         return getattr(self, kind)
@@ -261,7 +265,7 @@ def GuidedBackprop() -> Composite:  # noqa: N802
     """Guided backpropagation: gradients with negative cotangents zeroed at activations."""
     return Composite(
         default=rules.LayerGradient(), activation=rules.GuidedBackprop(), sum=rules.Gradient(),
-        product=rules.Gradient(), name="GuidedBackprop",
+        product=rules.Gradient(), gate=rules.Gradient(), name="GuidedBackprop",
     )
 
 
@@ -269,7 +273,7 @@ def DeconvNet() -> Composite:  # noqa: N802
     """DeconvNet: the positive part of the cotangent passed backwards through activations."""
     return Composite(
         default=rules.LayerGradient(), activation=rules.DeconvNet(), sum=rules.Gradient(),
-        product=rules.Gradient(), name="DeconvNet",
+        product=rules.Gradient(), gate=rules.Gradient(), name="DeconvNet",
     )
 
 
@@ -277,7 +281,7 @@ def Gradient() -> Composite:  # noqa: N802
     """The plain gradient everywhere (``explain`` then returns gradient × input)."""
     return Composite(
         default=rules.LayerGradient(), activation=rules.Gradient(), sum=rules.Gradient(),
-        product=rules.Gradient(), name="Gradient",
+        product=rules.Gradient(), gate=rules.Gradient(), name="Gradient",
     )
 
 

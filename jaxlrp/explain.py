@@ -415,7 +415,7 @@ def rule_table(
     lines = _columns(rows)
     counts: dict[str, int] = {}
     for spec in traced.plan.nodes.values():
-        if spec.kind in ("activation", "sum", "max", "product"):
+        if spec.kind in ("activation", "sum", "max", "product", "gate"):
             counts[spec.kind] = counts.get(spec.kind, 0) + 1
     for kind, n in sorted(counts.items()):
         lines.append(f"{n} {kind} node(s): {composite.node_rule(kind)!r}")

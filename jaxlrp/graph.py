@@ -117,10 +117,11 @@ class LayerSpec:
 class NodeSpec:
     """How one (non-layer) equation is evaluated."""
 
-    kind: str  # structural | activation | sum | max | product | block | plain | control
+    kind: str  # structural | activation | sum | max | product | gate | block | plain | control
     entry: PrimitiveInfo | None
     active_inputs: list[int]  # operand positions that are active
     routes: bool = False
+    gate: int | None = None  # for gates: which active input (position in active_inputs) is σ(·)
     # equations evaluated after the node's own one as part of the same node, in program order:
     # for sums, the single-use scalings by constants that follow (average pooling's ``/ n``),
     # so that Norm stabilizes the pooled *mean*; for activations, the rest of an element-wise
@@ -212,7 +213,10 @@ def analyze(
                 "while loops are not reverse-differentiable; use lax.scan or lax.fori_loop with "
                 "a static trip count."
             )
-        nodes[i] = NodeSpec(kind, entry, act, routes)
+        gate = _gate_operand(eqn, act, producer, program) if kind == "product" else None
+        if gate is not None:
+            kind = "gate"
+        nodes[i] = NodeSpec(kind, entry, act, routes, gate)
         if kind == "block":
             continue
         for v in eqn.outputs:
@@ -306,6 +310,35 @@ def _classify(
             f"jaxlrp has no rule for {eqn.describe()} with operands from different activations."
         )
     return {"sum": "sum", "product": "product", "route": "max"}[entry.multi], entry.routes
+
+
+GATE_PRIMITIVES = frozenset({"logistic"})
+"""Primitives whose output is a gate in ``(0, 1)``: a product with one is a *gate* node."""
+
+_GATE_LOOK_THROUGH = frozenset(
+    {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy"}
+)
+
+
+def _gate_operand(
+    eqn: Eqn, act: list[int], producer: dict[Var, int], program: Program
+) -> int | None:
+    """For ``x * g`` with ``g = σ(·)`` (through reshapes and broadcasts, as in squeeze-excite
+    blocks and LSTM gates): the position of ``g`` in ``act``; None for other products."""
+    if eqn.name != "mul" or len(act) != 2:
+        return None
+    gates = []
+    for position, k in enumerate(act):
+        x = eqn.inputs[k]
+        while isinstance(x, Var) and x in producer:
+            source = program.eqns[producer[x]]
+            if source.name not in _GATE_LOOK_THROUGH:
+                break
+            x = source.inputs[0]
+        if isinstance(x, Var) and x in producer:
+            if program.eqns[producer[x]].name in GATE_PRIMITIVES:
+                gates.append(position)
+    return gates[0] if len(gates) == 1 else None
 
 
 def _merge_activation_chains(

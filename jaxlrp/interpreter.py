@@ -73,6 +73,7 @@ class NodeInfo:
       sum_fn: for max nodes, the matching sum (proportional max pooling), else None.
       name_stack: the Flax/JAX name stack (module) the equation came from.
       description: primitive, operand and result shapes and module, for error messages.
+      gate: for gate nodes (``x ⊙ σ(·)``), the position of the gate among the active inputs.
     """
 
     def __init__(self, eqn: Eqn, spec: NodeSpec, sum_fn: Callable | None):
@@ -81,6 +82,7 @@ class NodeInfo:
         self.sum_fn = sum_fn
         self.name_stack = eqn.name_stack
         self.description = eqn.describe()
+        self.gate = spec.gate
 
 
 def _sum_twin(eqn: Eqn, spec: NodeSpec) -> Callable | None:

@@ -6,6 +6,7 @@ Layer rules (dense and convolution layers; batch norm is folded into the layer f
 
 Node rules (activations, sums/pooling, max pooling, products): :class:`Pass`, :class:`Norm`,
 :class:`WinnerTakesAll`, :class:`ProportionalMaxPool`, :class:`UniformProduct`,
+:class:`SignalTakesAll`,
 :class:`Gradient`, :class:`GuidedBackprop`, :class:`DeconvNet`.
 
 Writing a new layer rule: subclass :class:`ModifiedRule` and list its :class:`Group` s of
@@ -50,6 +51,7 @@ from jaxlrp.rules.nodes import (
     Norm,
     Pass,
     ProportionalMaxPool,
+    SignalTakesAll,
     UniformProduct,
     WinnerTakesAll,
 )
@@ -58,7 +60,8 @@ __all__ = [
     "AlphaBeta", "DeconvNet", "Epsilon", "Flat", "Gamma", "Gradient", "Group",
     "GuidedBackprop", "LayerContext", "LayerGradient", "LayerRule", "ModifiedRule", "NodeRule",
     "Norm", "Pass", "ProportionalMaxPool", "Relevance", "RelativeEpsilon", "Replaced", "Scaled",
-    "Term", "UniformProduct", "WSquare", "WinnerTakesAll", "ZBox", "ZPlus", "Zero",
+    "SignalTakesAll", "Term", "UniformProduct", "WSquare", "WinnerTakesAll", "ZBox", "ZPlus",
+    "Zero",
     "constant_input", "identity_input", "keep", "negative", "negative_input", "ones_input",
     "positive", "positive_input", "safe_divide", "sign0", "stabilize", "unbroadcast",
 ]

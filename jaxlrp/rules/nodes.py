@@ -165,6 +165,32 @@ class UniformProduct(NodeRule):
 
 
 @dataclasses.dataclass(frozen=True)
+class SignalTakesAll(NodeRule):
+    """Gating products ``z = x ⊙ g`` with a gate ``g = σ(·) ∈ (0, 1)`` (LSTM gates,
+    squeeze-excite blocks): the gate acts as a weight, so all relevance goes to the signal and
+    none to the gate: ``R_x = R_z`` (``c_x = g ⊙ c_z``), ``R_g = 0``.
+
+    Splitting ``R_z`` with the gate (the uniform product rule) sends relevance into the gate's
+    pre-activation, where ``Pass`` keeps it even when σ is saturated and the next ε-rule
+    amplifies it over cancelling contributions: on an EfficientNet with 16 squeeze-excite
+    blocks, Σ R at the input reached 10¹² × the logit.
+
+    References:
+      Arras, Montavon, Müller, Samek, "Explaining recurrent neural network predictions in
+      sentiment analysis", WASSA 2017 (the signal-take-all rule for LSTM gates); Montavon et
+      al., "Layer-Wise Relevance Propagation: An Overview", 2019, §10.4.
+    """
+
+    def backward(self, fn, inputs, output, cotangent, info):
+        gate = getattr(info, "gate", None)
+        cts = _vjp(fn, inputs, cotangent)
+        if gate is None:  # not a gate node: the uniform split
+            return [c / len(inputs) for c in cts]
+        return [jnp.zeros_like(x) if k == gate else c
+                for k, (x, c) in enumerate(zip(inputs, cts, strict=True))]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
 class GuidedBackprop(NodeRule):
     """Guided backpropagation on activations: the gradient, with negative cotangents zeroed.
 
