@@ -153,18 +153,19 @@ def _grad_of_target(fn, params, x, target):
 
 def test_gradient_composite_is_gradient_times_input_and_its_modified_gradient_the_gradient():
     """``composites.Gradient()``: ``explain`` returns ``x ⊙ ∇f_t`` (``lrp(times_input=False)``
-    the gradient itself), also through sums, products and non-ReLU activations."""
+    the gradient itself), also through sums, products, sigmoid gates and non-ReLU activations."""
 
     def fn(p, x):
         a = jax.nn.relu(x @ p["first"]["kernel"] + p["first"]["bias"])
         b = jnp.tanh(x @ p["first"]["kernel"][:, ::-1])
+        scale = jnp.tanh(x @ p["first"]["kernel"] * 0.3) + 1.0
         gate = jax.nn.sigmoid(x @ p["first"]["kernel"] * 0.5)
-        return ((a + b) * gate) @ p["hidden"]["kernel"]
+        return ((a + b) * scale * gate) @ p["hidden"]["kernel"]
 
     x, target = jnp.asarray(X), jnp.asarray(TARGET)
     composite = composites.Gradient()
     kinds = jaxlrp.rule_table(fn, PARAMS, x, composite=composite)
-    assert "sum node(s)" in kinds and "product node(s)" in kinds
+    assert "sum node(s)" in kinds and "product node(s)" in kinds and "gate node(s)" in kinds
     grad = _grad_of_target(fn, PARAMS, x, target)
     relevance = jaxlrp.explain(fn, PARAMS, x, target=target, composite=composite)
     np.testing.assert_allclose(relevance, x * grad, rtol=1e-5, atol=1e-6)
