@@ -290,6 +290,11 @@ def _layer_call(
     return unit(a, w, b, tap)
 
 
+UNPROBED_KINDS = frozenset({"plain", "structural", "layer"})
+"""Node kinds that ``evaluate``'s ``probe`` skips: no relevance (plain), exact data movement
+(structural), or equations that are part of a layer unit (layer)."""
+
+
 def evaluate(
     plan: Plan,
     rules: RuleSource,
@@ -362,7 +367,8 @@ def evaluate(
             env[eqn.outputs[0]] = probe(("out", i), out)
             continue
         values = [read(x) for x in eqn.inputs]
-        if spec is not None and spec.kind not in ("plain", "structural", "layer"):
+        probed = spec is not None and spec.kind not in UNPROBED_KINDS
+        if probed:
             for k in spec.active_inputs:
                 values[k] = probe(("in", i, k), values[k])
         if spec is None or spec.kind in ("plain", "structural", "block", "layer"):
@@ -375,8 +381,8 @@ def evaluate(
             outs = _bind(eqn, values)
         else:
             outs = _node_call(eqn, values, spec, rules.node_rule(spec.kind))
-        if spec is not None and spec.kind not in ("plain", "structural", "layer"):
-            outs = [probe(("out", i), outs[0]), *outs[1:]] if len(outs) == 1 else outs
+        if probed and len(outs) == 1:
+            outs = [probe(("out", i), outs[0])]
         for v, o in zip(eqn.outputs, outs, strict=True):
             env[v] = o
     return [read(x) for x in program.outputs]

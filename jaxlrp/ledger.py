@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlrp.composites import Composite
-from jaxlrp.interpreter import evaluate
+from jaxlrp.interpreter import UNPROBED_KINDS, evaluate
 
 Array = Any
 Site = tuple  # ("out", i) | ("in", i, k) | ("tap", i)
@@ -111,7 +111,7 @@ def _entries_meta(plan: Any, composite: Composite) -> dict[int, tuple[str, str, 
         rule = composite.layer_rule(info)
         meta[i] = (info.primitive, f"layer/{info.kind}", info.path or info.name_stack, repr(rule))
     for i, spec in plan.nodes.items():
-        if spec.kind in ("structural", "plain", "layer"):
+        if spec.kind in UNPROBED_KINDS:
             continue
         eqn = plan.program.eqns[spec.first if spec.post else i]
         if spec.kind in ("block", "control"):

@@ -174,17 +174,22 @@ def test_gradient_composite_is_gradient_times_input_and_its_modified_gradient_th
     np.testing.assert_allclose(modified, grad, rtol=1e-5, atol=1e-6)
 
 
+def assert_composite_matches_hand_backward(composite, expected: np.ndarray) -> None:
+    """``lrp(times_input=False)`` gives the hand-computed backward pass ``expected`` and
+    ``explain`` gives ``x ⊙ expected``."""
+    x = jnp.asarray(X)
+    out, relevance_fn = jaxlrp.lrp(mlp, composite, times_input=False)(PARAMS, x)
+    modified = relevance_fn(out * jax.nn.one_hot(jnp.asarray(TARGET), 4))
+    np.testing.assert_allclose(modified, expected, rtol=1e-5, atol=1e-6)
+    relevance = jaxlrp.explain(mlp, PARAMS, x, target=jnp.asarray(TARGET), composite=composite)
+    np.testing.assert_allclose(relevance, X * expected, rtol=1e-5, atol=1e-6)
+
+
 def test_guided_backprop_matches_hand_computation_on_a_relu_mlp():
     """Guided backprop (Springenberg et al. 2015): at each ReLU the cotangent is masked by the
     forward pass *and* by its own sign, ``g_in = [pre > 0] · max(g_out, 0)``."""
-    x = jnp.asarray(X)
     expected = _mlp_backward(X.astype(np.float64), lambda g, pre: (pre > 0) * np.maximum(g, 0))
-    out, relevance_fn = jaxlrp.lrp(mlp, composites.GuidedBackprop(), times_input=False)(PARAMS, x)
-    guided = relevance_fn(out * jax.nn.one_hot(jnp.asarray(TARGET), 4))
-    np.testing.assert_allclose(guided, expected, rtol=1e-5, atol=1e-6)
-    relevance = jaxlrp.explain(mlp, PARAMS, x, target=jnp.asarray(TARGET),
-                               composite=composites.GuidedBackprop())  # fmt: skip
-    np.testing.assert_allclose(relevance, X * expected, rtol=1e-5, atol=1e-6)
+    assert_composite_matches_hand_backward(composites.GuidedBackprop(), expected)
     gradient = _mlp_backward(X.astype(np.float64), lambda g, pre: (pre > 0) * g)
     assert np.abs(expected - gradient).max() > 1e-2  # guided backprop is not the gradient here
 
@@ -192,13 +197,7 @@ def test_guided_backprop_matches_hand_computation_on_a_relu_mlp():
 def test_deconvnet_matches_hand_computation_on_a_relu_mlp():
     """DeconvNet (Zeiler & Fergus 2014): at each ReLU only the cotangent's sign counts,
     ``g_in = max(g_out, 0)``, whatever the forward pass did."""
-    x = jnp.asarray(X)
     expected = _mlp_backward(X.astype(np.float64), lambda g, pre: np.maximum(g, 0))
-    out, relevance_fn = jaxlrp.lrp(mlp, composites.DeconvNet(), times_input=False)(PARAMS, x)
-    deconv = relevance_fn(out * jax.nn.one_hot(jnp.asarray(TARGET), 4))
-    np.testing.assert_allclose(deconv, expected, rtol=1e-5, atol=1e-6)
-    relevance = jaxlrp.explain(mlp, PARAMS, x, target=jnp.asarray(TARGET),
-                               composite=composites.DeconvNet())  # fmt: skip
-    np.testing.assert_allclose(relevance, X * expected, rtol=1e-5, atol=1e-6)
+    assert_composite_matches_hand_backward(composites.DeconvNet(), expected)
     guided = _mlp_backward(X.astype(np.float64), lambda g, pre: (pre > 0) * np.maximum(g, 0))
     assert np.abs(expected - guided).max() > 1e-2  # the forward mask matters here
