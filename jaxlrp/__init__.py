@@ -17,21 +17,23 @@ Quick start::
 Public API:
   :func:`explain`, :func:`lrp`, :func:`output_relevance`, :func:`layers`, :func:`rule_table`,
   :func:`print_rules`, :func:`ledger` (relevance in and out of every layer and node); the
-  modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`;
-  :class:`Composite`, :class:`LayerInfo`, :class:`UnsupportedPrimitiveError`,
-  :class:`RuleError`.
+  modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`; :mod:`jaxlrp.neuralize` (NEON:
+  k-means and kernel outlier models as networks, explained);
+  :class:`Composite`, :class:`LayerInfo` (what a composite sees of a layer),
+  :class:`NodeInfo` and :class:`NodeKind` (what a node rule sees),
+  :class:`UnsupportedPrimitiveError`, :class:`RuleError`.
 
 References:
   Montavon, Binder, Lapuschkin, Samek, Müller, "Layer-Wise Relevance Propagation: An Overview",
   in Explainable AI, LNCS 11700, Springer, 2019.
 """
 
-from jaxlrp import composites, rules
+from jaxlrp import composites, neuralize, rules
 from jaxlrp.composites import Composite
 from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
-from jaxlrp.graph import LayerInfo
 from jaxlrp.ledger import Ledger, LedgerEntry, ledger
+from jaxlrp.plan import LayerInfo, NodeInfo, NodeKind
 
 __version__ = "0.1.0"
 
@@ -40,12 +42,15 @@ __all__ = [
     "LayerInfo",
     "Ledger",
     "LedgerEntry",
+    "NodeInfo",
+    "NodeKind",
     "RuleError",
     "UnsupportedPrimitiveError",
     "composites",
     "explain",
     "layers",
     "ledger",
+    "neuralize",
     "lrp",
     "output_relevance",
     "print_rules",

@@ -18,8 +18,10 @@ An affine chain that no layer can absorb (pre-activation batch norm, a norm's sc
 a residual sum or on the input, ``x·s + t``) becomes an element-wise *affine layer*
 ``z = S(a ⊙ s) + t``: a dense layer with the diagonal weight ``s``.
 
-This module finds the chains and keeps their layout bookkeeping; ``graph.py`` makes them layer
-units and ``interpreter.py`` evaluates them (:func:`fold_constants`).
+This module follows the chains and keeps their layout bookkeeping; ``graph.py`` makes them layer
+units (``patterns.find_affine_chains`` finds the unabsorbed ones) and ``interpreter.py``
+evaluates them (:func:`fold_constants`). Which primitives are affine or move data comes from the
+table in ``primitives.py`` (fields ``affine`` and ``moves``).
 """
 
 from __future__ import annotations
@@ -32,20 +34,15 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.primitives import has, lookup
 from jaxlrp.tracing import Eqn, Program, Var
 
 Array = Any
 
-AFFINE_OPS = {"add", "sub", "mul", "div", "neg"}
-"""Element-wise ops that are affine in one operand when the other is a constant."""
-
-MOVES = {
-    "reshape", "transpose", "squeeze", "expand_dims", "broadcast_in_dim", "convert_element_type",
-    "copy", "copy_p", "reduce_precision",
-}
-"""Data movement a chain may cross (when it is a bijection: no replication, no slicing)."""
-
-_SAME_LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision"}
+def _moves(name: str) -> str | None:
+    """How the data-movement primitive ``name`` moves a layout (table field ``moves``)."""
+    entry = lookup(name)
+    return entry.moves if entry is not None else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +67,12 @@ class Layout:
 def move_layout(layout: Layout, eqn: Eqn) -> Layout | None:
     """The layout after the data-movement ``eqn``, or None when it is not a bijection we follow
     (it replicates, slices, or splits an axis into pieces)."""
-    if eqn.name not in MOVES or len(eqn.inputs) != 1 or len(eqn.outputs) != 1:
+    if _moves(eqn.name) is None or len(eqn.inputs) != 1 or len(eqn.outputs) != 1:
         return None
     out = eqn.outputs[0]
     if not jnp.issubdtype(out.dtype, jnp.inexact):
         return None
-    if eqn.name in _SAME_LAYOUT:
+    if _moves(eqn.name) == "same":
         return layout
     if eqn.name == "transpose":
         perm = tuple(eqn.params["permutation"])
@@ -146,8 +143,8 @@ class Fold:
     """One step of a layer unit after its linear op.
 
     Either an affine op with a constant, ``z ← z op const`` (``const op z`` when
-    ``layer_on_left`` is False), or (``primitive`` in :data:`MOVES`) a data-movement op re-applied
-    to the running value.
+    ``layer_on_left`` is False), or (``primitive`` has the table field ``moves``) a data-movement
+    op re-applied to the running value.
 
     Attributes:
       primitive: the op's name.
@@ -166,7 +163,7 @@ class Fold:
     @property
     def moves(self) -> bool:
         """Whether this step is data movement."""
-        return self.primitive in MOVES
+        return _moves(self.primitive) is not None
 
 
 def with_constant(eqn: Eqn, z: Var, active: set[Var]) -> tuple[Any, bool] | None:
@@ -196,7 +193,7 @@ def as_fold(
       allowed: base axes a multiplier may vary along (None: any).
       scalable: whether multipliers can be folded at all.
     """
-    if eqn.name not in AFFINE_OPS or eqn.outputs[0].shape != z.shape:
+    if not has(eqn.name, "affine") or eqn.outputs[0].shape != z.shape:
         return None
     if eqn.name == "neg":
         return Fold("neg", None, True, eqn)
@@ -216,7 +213,7 @@ def move_value(eqn: Eqn, value: Array) -> Array:
     """Apply the data-movement ``eqn`` to ``value``, which broadcasts to its operand."""
     dtype = eqn.outputs[0].dtype
     value = jnp.asarray(value)
-    if value.ndim == 0 or eqn.name in _SAME_LAYOUT:
+    if value.ndim == 0 or _moves(eqn.name) == "same":
         return value.astype(dtype)
     if eqn.name == "transpose":
         return jnp.transpose(value, tuple(eqn.params["permutation"])).astype(dtype)
@@ -331,74 +328,49 @@ def is_parameter_shift(fold: Fold) -> bool:
     return isinstance(fold.const, Var) or np.ndim(fold.const.value) > 0
 
 
-def find_affine_chains(
-    program: Program,
-    nodes: dict[int, Any],
-    source: dict[Var, Var],
-    active: set[Var],
-    uses: dict[Var, list[int]],
-    outputs: set[Var],
-    skip: set[int],
-    register: Callable[[int, int, list[Fold], list[int]], None],
-) -> None:
-    """Find the affine chains no layer absorbed, for element-wise layers ``z = S(a ⊙ s) + t``.
-
-    A chain qualifies when it shifts by a parameter (a pure scaling keeps ``Pass``, which is
-    exact for it), its constants do not depend on the explained input even through
-    ``stop_gradient`` (softmax's ``x − max(x)`` stays part of the softmax), and it is not the
-    inside of an activation formula that combines it with its own input (GELU's ``x/√2``).
-
-    Args:
-      program, source, active, uses, outputs: from the analysis (``graph.analyze``).
-      nodes: equation index -> node spec; ``register`` removes a chain's equations from it.
-      skip: equations already evaluated as part of another unit.
-      register: ``(first index, position of the input in it, folds, members)``, called for each
-        chain in program order.
-    """
-    tainted = {v for v in program.inputs if v in active}
-    for eqn in program.eqns:
-        if any(isinstance(x, Var) and x in tainted for x in eqn.inputs):
-            tainted.update(eqn.outputs)
-    compound = set()
-    for i, spec in nodes.items():
-        if spec.kind == "activation" and len(spec.active_inputs) > 1:
-            x = program.eqns[i].inputs[spec.active_inputs[0]]
-            compound.add(source.get(x, x))
-
-    def accept(j: int, fold: Fold) -> bool:
-        spec = nodes.get(j)
-        if spec is None or spec.kind not in ("activation", "structural") or j in skip:
-            return False  # already part of a layer or of a pooling node
-        return not (isinstance(fold.const, Var) and fold.const in tainted)
-
-    for i, eqn in enumerate(program.eqns):
-        spec = nodes.get(i)
-        if spec is None or spec.kind != "activation" or eqn.name not in AFFINE_OPS:
-            continue
-        if len(spec.active_inputs) != 1:
-            continue
-        x = eqn.inputs[spec.active_inputs[0]]
-        folds, members = follow_chain(program, x, i, uses, outputs, active, None, True, accept)
-        if not any(is_parameter_shift(f) for f in folds):
-            continue
-        if source.get(x, x) in compound and not _separable(program, nodes, members[-1]):
-            continue
-        register(i, spec.active_inputs[0], folds, members)
+def output_weight_axes(layer: Any) -> list[tuple[int, int]] | None:
+    """Pairs (output axis, weight axis) along which the output of ``layer`` (a
+    :class:`~jaxlrp.plan.LayerSpec`) follows its weight; None when a multiplier cannot be moved
+    onto the weight (a convolution whose input is its right operand)."""
+    eqn = layer.eqn
+    w_pos = 1 - layer.active_operand
+    w_ndim = len(eqn.inputs[w_pos].shape)
+    if eqn.name == "conv_general_dilated":
+        if layer.active_operand != 0:
+            return None
+        dn = eqn.params["dimension_numbers"]
+        return [(dn.out_spec[1], dn.rhs_spec[0])]
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    a_ndim = len(eqn.inputs[layer.active_operand].shape)
+    contract = (lc, rc)[w_pos]
+    batch = (lb, rb)[w_pos]
+    a_batch = (lb, rb)[layer.active_operand]
+    a_contract = (lc, rc)[layer.active_operand]
+    w_free = [d for d in range(w_ndim) if d not in contract and d not in batch]
+    a_free = [d for d in range(a_ndim) if d not in a_contract and d not in a_batch]
+    nb = len(batch)
+    pairs = [(k, batch[k]) for k in range(nb)]
+    if w_pos == 1:  # output: batch, lhs free (activation), rhs free (weight)
+        offset = nb + len(a_free)
+    else:  # output: batch, lhs free (weight), rhs free (activation)
+        offset = nb
+    pairs += [(offset + k, d) for k, d in enumerate(w_free)]
+    return pairs
 
 
-def _separable(program: Program, nodes: dict[int, Any], end: int) -> bool:
-    """Whether the chain ending at equation ``end`` can be cut out of its activation cluster: no
-    later activation combines a value computed from the chain's output with one that is not (as
-    ``x · Φ(x/√2)`` combines ``x`` with ``Φ`` of the chain ``x/√2``)."""
-    through = set(program.eqns[end].outputs)
-    for i in range(end + 1, len(program.eqns)):
-        spec = nodes.get(i)
-        if spec is None or spec.kind != "activation":
-            continue
-        eqn = program.eqns[i]
-        flags = [eqn.inputs[k] in through for k in spec.active_inputs]
-        if any(flags):
-            if not all(flags):
-                return False
-            through.update(eqn.outputs)
-    return True
+def weight_scale_axes(
+    layer: Any, const_shape: tuple[int, ...], z_shape: tuple[int, ...]
+) -> list[tuple[int, int]] | None:
+    """Axis pairs to fold a multiplier of ``const_shape`` into the weight, or None."""
+    pairs = output_weight_axes(layer)
+    if pairs is None:
+        return None
+    if len(const_shape) == 0:
+        return pairs
+    if len(const_shape) != len(z_shape):
+        return None
+    allowed = {o for o, _ in pairs}
+    for axis, size in enumerate(const_shape):
+        if size != 1 and axis not in allowed:
+            return None
+    return pairs

@@ -3,7 +3,7 @@
 A :class:`Composite` is data. For a dense, conv or affine layer, the rule is the first of these
 that applies (highest precedence first):
 
-1. ``select(layer)``: a function of the :class:`~jaxlrp.graph.LayerInfo` returning a rule or None
+1. ``select(layer)``: a function of the :class:`~jaxlrp.plan.LayerInfo` returning a rule or None
    (for recipes by depth or index);
 2. ``paths``: ``(pattern, rule)`` pairs, the first pattern matching the layer's module path,
    name stack or parameter path wins. Patterns are globs: ``*`` matches within one path
@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jaxlrp import rules
-from jaxlrp.graph import LayerInfo
+from jaxlrp.plan import RULED_KINDS, LayerInfo, NodeKind
 from jaxlrp.rules.base import LayerRule
 from jaxlrp.rules.nodes import NodeRule
 
@@ -149,12 +149,13 @@ class Composite:
             return self.default, "default"
         return rules.Epsilon(), "default"
 
-    def node_rule(self, kind: str) -> NodeRule:
-        """The rule for a node of kind ``activation``, ``sum``, ``max``, ``product`` or
-        ``gate``."""
-        if kind == "max":
-            return self.maxpool
-        return getattr(self, kind)
+    def node_rule(self, kind: NodeKind | str) -> NodeRule:
+        """The rule for a node of kind ``activation``, ``sum``, ``max``, ``product`` or ``gate``
+        (a :class:`~jaxlrp.plan.NodeKind` or its name)."""
+        kind = NodeKind(kind)
+        if kind not in RULED_KINDS:
+            raise ValueError(f"{kind!r} nodes have no rule; ruled kinds: {sorted(RULED_KINDS)}")
+        return self.maxpool if kind == NodeKind.MAX else getattr(self, kind.value)
 
 
 def _check_rule(rule: Any, where: str) -> None:

@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxlrp.composites import Composite
-from jaxlrp.graph import LayerInfo, Plan, analyze
+from jaxlrp.graph import analyze
 from jaxlrp.interpreter import evaluate
+from jaxlrp.plan import RULED_KINDS, LayerInfo, NodeKind, Plan
 from jaxlrp.rules.base import concrete, safe_divide
 from jaxlrp.tracing import trace
 
@@ -379,10 +380,11 @@ def explain(
 
 
 def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:
-    """The dense/conv layers jaxlrp finds in ``fn(*args)``, in program order."""
+    """The dense, conv and affine layers jaxlrp finds in ``fn(*args)``, in program order, those
+    inside ``scan``/``cond`` bodies included (where their loop is; see :attr:`LayerInfo.loop`)."""
     call, call_args, nums = _as_function(fn, args, argnums)
     traced = _trace(call, call_args, nums)
-    return sorted((s.info for s in traced.plan.layers.values()), key=lambda i: i.index)
+    return [layer.info for layer in traced.plan.all_layers()]
 
 
 def rule_table(
@@ -406,16 +408,17 @@ def rule_table(
     if nodes:
         return _node_table(traced.plan, composite)
     rows = [("#", "layer", "kind", "input -> output", "rule", "because")]
-    for info in sorted((s.info for s in traced.plan.layers.values()), key=lambda i: i.index):
+    for info in (layer.info for layer in traced.plan.all_layers()):
         rule, why = composite.explain_choice(info)
-        flags = "".join([" (first)" if info.is_first else "", " (last)" if info.is_last else ""])
+        flags = "".join([" (first)" if info.is_first else "", " (last)" if info.is_last else "",
+                         f" [in {info.loop}]" if info.loop else ""])  # fmt: skip
         shapes = f"{list(info.input_shape)} -> {list(info.output_shape)}"
         fold = f" +{'+'.join(info.folded)}" if info.folded else ""
         rows.append((str(info.index), info.path + flags, info.kind + fold, shapes, repr(rule), why))
     lines = _columns(rows)
     counts: dict[str, int] = {}
-    for spec in traced.plan.nodes.values():
-        if spec.kind in ("activation", "sum", "max", "product", "gate"):
+    for _, _, spec in traced.plan.all_nodes():
+        if spec.kind in RULED_KINDS:
             counts[spec.kind] = counts.get(spec.kind, 0) + 1
     for kind, n in sorted(counts.items()):
         lines.append(f"{n} {kind} node(s): {composite.node_rule(kind)!r}")
@@ -429,15 +432,22 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 _NODE_NOTES = {
-    "structural": "gradient (exact data movement)",
-    "plain": "(carries no relevance: integer or boolean result)",
-    "block": "(blocks relevance: stop_gradient)",
-    "control": "(body re-interpreted with these rules)",
+    NodeKind.STRUCTURAL: "gradient (exact data movement)",
+    NodeKind.PLAIN: "(carries no relevance: integer or boolean result)",
+    NodeKind.BLOCK: "(blocks relevance: stop_gradient)",
+    NodeKind.CONTROL: "(body evaluated with these rules; its equations follow)",
 }
 
 
 def _node_table(plan: Plan, composite: Composite) -> str:
-    """Every equation with an active operand, its kind and its rule."""
+    """Every equation with an active operand, its kind and its rule; the equations of a
+    ``scan``/``cond`` body follow their loop, numbered ``<loop eqn>.<branch>.<eqn>``."""
+    rows = [("eqn", "primitive", "kind", "shapes", "module", "rule")]
+    _node_rows(plan, composite, "", rows)
+    return "\n".join(_columns(rows))
+
+
+def _node_rows(plan: Plan, composite: Composite, prefix: str, rows: list) -> None:
     program = plan.program
     member_of: dict[int, int] = {}
     for anchor, layer in plan.layers.items():
@@ -447,10 +457,10 @@ def _node_table(plan: Plan, composite: Composite) -> str:
     for anchor, spec in plan.nodes.items():
         for j in [spec.first, *spec.post] if spec.post else []:
             post_of[j] = anchor
-    rows = [("eqn", "primitive", "kind", "shapes", "module", "rule")]
     for i, eqn in enumerate(program.eqns):
         shapes = " ".join(str(list(v.shape)) for v in eqn.outputs)
         where = eqn.name_stack or "-"
+        number = f"{prefix}{i}"
         if i in member_of:
             layer = plan.layers[member_of[i]]
             info = layer.info
@@ -459,23 +469,25 @@ def _node_table(plan: Plan, composite: Composite) -> str:
                 kind = f"layer/{info.kind} #{info.index}"
             else:
                 kind, rule = "fold", f"folded into layer #{info.index} ({info.path})"
-            rows.append((str(i), eqn.name, kind, shapes, where, rule))
+            rows.append((number, eqn.name, kind, shapes, where, rule))
             continue
         if i in post_of:
             spec = plan.nodes[post_of[i]]
             if i == spec.first:
                 kind, rule = spec.kind, repr(composite.node_rule(spec.kind))
             else:
-                kind, rule = "fold", f"part of the {spec.kind} node at eqn {spec.first}"
-            rows.append((str(i), eqn.name, kind, shapes, where, rule))
+                kind, rule = "fold", f"part of the {spec.kind} node at eqn {prefix}{spec.first}"
+            rows.append((number, eqn.name, kind, shapes, where, rule))
             continue
         spec = plan.nodes.get(i)
         if spec is None:
             continue
         note = _NODE_NOTES.get(spec.kind)
         rule = note if note is not None else repr(composite.node_rule(spec.kind))
-        rows.append((str(i), eqn.name, spec.kind, shapes, where, rule))
-    return "\n".join(_columns(rows))
+        rows.append((number, eqn.name, str(spec.kind), shapes, where, rule))
+        for k, body in enumerate(spec.bodies):
+            _node_rows(body, composite, f"{number}.{k}." if len(spec.bodies) > 1 else
+                       f"{number}.", rows)  # fmt: skip
 
 
 def print_rules(

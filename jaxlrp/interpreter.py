@@ -22,7 +22,6 @@ A prototype of this form matched a float64 reference to 1e-7 and cost 1.03× a g
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,21 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.extend import core as jcore
 
-from jaxlrp.canonize import fold_constants
+from jaxlrp.canonize import fold_constants, weight_scale_axes
 from jaxlrp.errors import RuleError
-from jaxlrp.graph import (
-    _TAP_STRUCTURAL,
-    LayerSpec,
-    NodeSpec,
-    Plan,
-    _weight_scale_axes,
-    analyze,
-)
+from jaxlrp.plan import LayerInfo, LayerSpec, NodeInfo, NodeKind, NodeSpec, Plan
+from jaxlrp.primitives import has
 from jaxlrp.rules.base import LayerContext, LayerRule, safe_divide, unbroadcast
 from jaxlrp.rules.nodes import NodeRule
-from jaxlrp.tracing import Const, Eqn, Var, program_from_jaxpr
+from jaxlrp.tracing import Const, Eqn, Var
 
 Array = Any
 
@@ -52,51 +44,16 @@ Array = Any
 class RuleSource:
     """What the interpreter asks the composite: a rule per layer and per node kind."""
 
-    def layer_rule(self, info: Any) -> LayerRule:  # pragma: no cover - interface
+    def layer_rule(self, info: LayerInfo) -> LayerRule:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def node_rule(self, kind: str) -> NodeRule:  # pragma: no cover - interface
+    def node_rule(self, kind: NodeKind) -> NodeRule:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 def _bind(eqn: Eqn, values: Sequence[Array]) -> list[Array]:
     out = eqn.primitive.bind(*values, **eqn.params)
     return list(out) if eqn.primitive.multiple_results else [out]
-
-
-class NodeInfo:
-    """Details a node rule may use.
-
-    Attributes:
-      primitive: the primitive's name (``"div"``, ``"reduce_max"``, ...).
-      routes: the op routes its input (max, select), so operands share relevance by the gradient.
-      sum_fn: for max nodes, the matching sum (proportional max pooling), else None.
-      name_stack: the Flax/JAX name stack (module) the equation came from.
-      description: primitive, operand and result shapes and module, for error messages.
-      gate: for gate nodes (``x ⊙ σ(·)``), the position of the gate among the active inputs.
-    """
-
-    def __init__(self, eqn: Eqn, spec: NodeSpec, sum_fn: Callable | None):
-        self.primitive = eqn.name
-        self.routes = spec.routes
-        self.sum_fn = sum_fn
-        self.name_stack = eqn.name_stack
-        self.description = eqn.describe()
-        self.gate = spec.gate
-
-
-def _sum_twin(eqn: Eqn, spec: NodeSpec) -> Callable | None:
-    twin = spec.entry.sum_twin if spec.entry is not None else None
-    if twin == "reduce_sum":
-        axes = eqn.params["axes"]
-        return lambda x: jnp.sum(x, axis=axes)
-    if twin == "reduce_window_sum":
-        p = eqn.params
-        return lambda x: lax.reduce_window(
-            x, np.zeros((), x.dtype), lax.add, p["window_dimensions"], p["window_strides"],
-            p["padding"], p["base_dilation"], p["window_dilation"]
-        )
-    return None
 
 
 def _node_call(
@@ -114,7 +71,7 @@ def _node_call(
     are checked and adapted by :func:`_fit_cotangents`.
     """
     act = spec.active_inputs
-    info = NodeInfo(eqn, spec, _sum_twin(eqn, spec))
+    info = spec.info(eqn)
 
     def full(*vals: Array) -> Array:
         local: dict[Var, Array] = {eqn.inputs[k]: vals[k] for k in act}
@@ -208,7 +165,7 @@ def _scale_weight(layer: LayerSpec, w: Array, alpha: Any, z_shape: tuple[int, ..
     alpha = jnp.asarray(alpha, w.dtype)
     if alpha.ndim == 0:
         return w * alpha
-    pairs = _weight_scale_axes(layer, alpha.shape, z_shape)
+    pairs = weight_scale_axes(layer, alpha.shape, z_shape)
     assert pairs is not None  # checked when the fold was accepted
     pairs = sorted(pairs)
     out_axes = [o for o, _ in pairs]
@@ -290,9 +247,13 @@ def _layer_call(
     return unit(a, w, b, tap)
 
 
-UNPROBED_KINDS = frozenset({"plain", "structural", "layer"})
+UNPROBED_KINDS = frozenset({NodeKind.PLAIN, NodeKind.STRUCTURAL, NodeKind.LAYER})
 """Node kinds that ``evaluate``'s ``probe`` skips: no relevance (plain), exact data movement
 (structural), or equations that are part of a layer unit (layer)."""
+
+
+_BOUND_KINDS = frozenset({NodeKind.PLAIN, NodeKind.STRUCTURAL, NodeKind.BLOCK, NodeKind.LAYER})
+"""Node kinds evaluated by binding the primitive (their gradient is the exact propagation)."""
 
 
 def evaluate(
@@ -371,12 +332,13 @@ def evaluate(
         if probed:
             for k in spec.active_inputs:
                 values[k] = probe(("in", i, k), values[k])
-        if spec is None or spec.kind in ("plain", "structural", "block", "layer"):
+        if spec is None or spec.kind in _BOUND_KINDS:
             outs = _bind(eqn, values)
-            if spec is not None and spec.kind == "structural":
+            if spec is not None and spec.kind == NodeKind.STRUCTURAL:
                 _propagate_tap(eqn, values, tap_env)
-        elif spec.kind == "control":
-            outs = _control(eqn, values, spec, plan, rules, batched)
+        elif spec.kind == NodeKind.CONTROL:
+            taps_in = [tap_env.get(x) if isinstance(x, Var) else None for x in eqn.inputs]
+            outs = _control(eqn, values, taps_in, spec, rules, batched)
         elif len(eqn.outputs) != 1:
             outs = _bind(eqn, values)
         else:
@@ -389,7 +351,7 @@ def evaluate(
 
 
 def _propagate_tap(eqn: Eqn, values: list[Array], tap_env: dict[Var, Array]) -> None:
-    if eqn.name not in _TAP_STRUCTURAL or not isinstance(eqn.inputs[0], Var):
+    if not has(eqn.name, "tap") or not isinstance(eqn.inputs[0], Var):
         return
     tap = tap_env.get(eqn.inputs[0])
     if tap is None:
@@ -398,65 +360,47 @@ def _propagate_tap(eqn: Eqn, values: list[Array], tap_env: dict[Var, Array]) -> 
     tap_env[eqn.outputs[0]] = _bind(eqn, [tap, *rest])[0]
 
 
-def _scan_partition(ft_in: Any) -> tuple[int, int]:
-    """(number of constants, number of carries) from JAX 0.11's scan operand tree ``ft_in``,
-    a tree ``(consts, carry, xs)`` of placeholder leaves, e.g. ``((None,), (None,), ())``."""
-    try:
-        parts = ast.literal_eval(str(ft_in))
-    except (ValueError, SyntaxError) as error:
-        raise NotImplementedError(
-            f"jaxlrp does not understand this JAX version's scan parameters (ft_in={ft_in!r})"
-        ) from error
-    return len(jax.tree_util.tree_leaves(parts[0], is_leaf=lambda x: x is None)), len(
-        jax.tree_util.tree_leaves(parts[1], is_leaf=lambda x: x is None)
-    )
-
-
-def _sub_plan(closed: Any, active: list[bool], name_stack: str) -> Plan:
-    return analyze(program_from_jaxpr(closed, prefix=name_stack), active)
-
-
 def _control(
-    eqn: Eqn, values: list[Array], spec: NodeSpec, plan: Plan, rules: RuleSource, batched: bool
+    eqn: Eqn,
+    values: list[Array],
+    taps: list[Array | None],
+    spec: NodeSpec,
+    rules: RuleSource,
+    batched: bool,
 ) -> list[Array]:
-    """``scan`` and ``cond``: re-interpret the bodies with the same rules."""
-    is_active = [isinstance(x, Var) and x in plan.active for x in eqn.inputs]
+    """``scan`` and ``cond``: evaluate the analysed bodies (``spec.bodies``) with the same rules.
+
+    Input taps (``taps``, per operand) enter the bodies: a scan constant's tap as a constant, a
+    scanned input's tap scanned along with it; their cotangents receive the relevance the
+    body's first layers give independently of the input value."""
     if eqn.name == "cond":
         index, ops = values[0], values[1:]
-        plans = [_sub_plan(br, is_active[1:], eqn.name_stack) for br in eqn.params["branches"]]
-        branches = [
-            (lambda *o, p=p: tuple(evaluate(p, rules, list(o), batched=batched))) for p in plans
-        ]
-        return list(lax.switch(index, branches, *ops))
-    if eqn.name == "scan":
-        p = eqn.params
-        if "num_carry" in p:
-            nc, nk = p.get("num_consts", 0), p["num_carry"]
-        else:  # JAX >= 0.11: "ft_in" partitions the operands into (consts, carry, xs)
-            nc, nk = _scan_partition(p["ft_in"])
-        consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
-        active = list(is_active)
-        body_jaxpr = p["jaxpr"]
-        if not isinstance(body_jaxpr, jcore.ClosedJaxpr):
-            body_jaxpr = jcore.ClosedJaxpr(body_jaxpr, ())
-        body = program_from_jaxpr(body_jaxpr, prefix=eqn.name_stack)
-        while True:  # carries become active once any iteration makes them so
-            sub = analyze(body, active)
-            carry_out = [isinstance(x, Var) and x in sub.active for x in body.outputs[:nk]]
-            updated = active[:nc] + [
-                a or c for a, c in zip(active[nc : nc + nk], carry_out, strict=True)
-            ] + active[nc + nk :]
-            if updated == active:
-                break
-            active = updated
 
-        def step(carry: Any, x: Any) -> tuple[Any, Any]:
-            outs = evaluate(sub, rules, [*consts, *carry, *x], batched=batched)
-            return tuple(outs[:nk]), tuple(outs[nk:])
+        def branch(body: Plan) -> Callable[..., tuple[Array, ...]]:
+            def run(*operands: Array) -> tuple[Array, ...]:
+                body_taps = {v: t for v, t in zip(body.program.inputs, taps[1:], strict=True)
+                             if t is not None}  # fmt: skip
+                return tuple(evaluate(body, rules, list(operands), body_taps, batched))
 
-        carry, ys = lax.scan(
-            step, tuple(init), tuple(xs), length=p["length"], reverse=p.get("reverse", False),
-            unroll=p.get("unroll", 1),
-        )
-        return [*carry, *ys]
-    return _bind(eqn, values)
+            return run
+
+        return list(lax.switch(index, [branch(b) for b in spec.bodies], *ops))
+    (body,) = spec.bodies
+    nc, nk = spec.scan_partition
+    p = eqn.params
+    consts, init, xs = values[:nc], values[nc : nc + nk], values[nc + nk :]
+    inputs = body.program.inputs
+    const_taps = {inputs[k]: t for k, t in enumerate(taps[:nc]) if t is not None}
+    scanned = [(inputs[nc + nk + k], t) for k, t in enumerate(taps[nc + nk :]) if t is not None]
+
+    def step(carry: Any, x: Any) -> tuple[Any, Any]:
+        x_values, x_taps = x
+        body_taps = {**const_taps, **{v: t for (v, _), t in zip(scanned, x_taps, strict=True)}}
+        outs = evaluate(body, rules, [*consts, *carry, *x_values], body_taps, batched)
+        return tuple(outs[:nk]), tuple(outs[nk:])
+
+    carry, ys = lax.scan(
+        step, tuple(init), (tuple(xs), tuple(t for _, t in scanned)), length=p["length"],
+        reverse=p.get("reverse", False), unroll=p.get("unroll", 1),
+    )  # fmt: skip
+    return [*carry, *ys]

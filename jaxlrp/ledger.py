@@ -34,6 +34,7 @@ import numpy as np
 
 from jaxlrp.composites import Composite
 from jaxlrp.interpreter import UNPROBED_KINDS, evaluate
+from jaxlrp.plan import NodeKind
 
 Array = Any
 Site = tuple  # ("out", i) | ("in", i, k) | ("tap", i)
@@ -103,6 +104,9 @@ class Ledger:
         return "\n".join(lines)
 
 
+_NOTES = {NodeKind.BLOCK: "(blocks relevance)", NodeKind.CONTROL: "(body: not probed)"}
+
+
 def _entries_meta(plan: Any, composite: Composite) -> dict[int, tuple[str, str, str, str]]:
     """Per probed equation index: (primitive, kind, module, rule)."""
     meta: dict[int, tuple[str, str, str, str]] = {}
@@ -114,8 +118,8 @@ def _entries_meta(plan: Any, composite: Composite) -> dict[int, tuple[str, str, 
         if spec.kind in UNPROBED_KINDS:
             continue
         eqn = plan.program.eqns[spec.first if spec.post else i]
-        if spec.kind in ("block", "control"):
-            rule = {"block": "(blocks relevance)", "control": "(body re-interpreted)"}[spec.kind]
+        if spec.kind in _NOTES:
+            rule = _NOTES[spec.kind]
         else:
             rule = repr(composite.node_rule(spec.kind))
         meta[i] = (eqn.name, spec.kind, eqn.name_stack, rule)

@@ -1,8 +1,10 @@
-"""The per-primitive table: how relevance crosses each JAX primitive.
+"""The per-primitive table: every fact jaxlrp knows about a JAX primitive, in one entry.
 
 This table is the one place to edit to support a new primitive (in the style of JAX's own
-``primitive_jvps`` registries). Each entry says which *kind* of node the primitive forms when it
-touches the relevance path (operands that depend on the explained input, "active" operands):
+``primitive_jvps`` registries): ``graph.py`` (the analysis), ``canonize.py`` (layer folding),
+``interpreter.py`` and ``tracing.py`` read these fields and hold no primitive names of their own.
+Each entry's *kind* says what node the primitive forms when it touches the relevance path
+(operands that depend on the explained input, "active" operands):
 
 ``structural``
     Linear data movement (reshape, transpose, slice, pad, concatenate, broadcast, gather, ...).
@@ -25,7 +27,11 @@ touches the relevance path (operands that depend on the explained input, "active
 ``block``
     ``stop_gradient``: no relevance flows through.
 ``control``
-    ``scan``/``cond``: bodies are re-interpreted with the same table.
+    ``scan``/``cond``: bodies are analysed as part of the whole program (``graph.py``) and
+    evaluated with the same rules.
+``call``
+    Call-like primitives (``pjit``, ``custom_jvp_call``, ``checkpoint``, ...): inlined when the
+    program is traced; ``body`` names the parameter holding the called jaxpr.
 
 In the modified-gradient form that jaxlrp propagates (see ``interpreter.py``), the gradient of a
 ``structural`` op, a ``sum`` op and an element-wise op with constants is already exact LRP, which
@@ -35,65 +41,141 @@ is why most entries need no code at all.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+import enum
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
-Kind = Literal["structural", "elementwise", "layer", "sum", "max", "block", "control"]
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = Any
+
+
+class PrimitiveKind(enum.StrEnum):
+    """What a primitive is on the relevance path (see the module docstring)."""
+
+    STRUCTURAL = "structural"
+    ELEMENTWISE = "elementwise"
+    LAYER = "layer"
+    SUM = "sum"
+    MAX = "max"
+    BLOCK = "block"
+    CONTROL = "control"
+    CALL = "call"
+
+
 Multi = Literal["sum", "product", "route"] | None
+Nonneg = Literal["always", "all", "any", "first", "even_power"] | None
+Moves = Literal["same", "axes"] | None
 
 
 @dataclasses.dataclass(frozen=True)
 class PrimitiveInfo:
-    """How one primitive is treated on the relevance path.
+    """Everything the analysis and the interpreter need to know about one primitive.
 
     Attributes:
       kind: the node kind (see the module docstring).
       multi: for ``elementwise``: treatment when active operands come from different sources.
       routes: for ``elementwise``: the op routes its input (select, max, min, clamp), so operands
         of one common source share relevance by the gradient rather than equally.
-      sum_twin: for ``max``: the name of the matching sum primitive (proportional max pooling).
+      nonneg: how the result inherits non-negativity (values known ``>= 0`` let rules skip terms
+        on negative inputs): ``"always"`` (``exp``, ``logistic``, ``abs``, ...), ``"all"`` (when
+        every operand is), ``"any"`` (``max``: when one operand is), ``"first"`` (when the first
+        operand is: data movement, ``clamp``'s lower bound), ``"even_power"``
+        (``integer_pow``: even powers, or a non-negative base), None (never known).
+      affine: affine in one operand when the others are constants (bias add, batch-norm scale,
+        negation): may be folded into a neighbouring layer (``canonize.py``).
+      moves: data movement that a layer's folded chain may cross: ``"same"`` keeps the layout
+        (casts, copies), ``"axes"`` moves axes (``canonize.Layout`` follows it); None otherwise.
+      shape_only: changes only the shape or dtype (size-1 axes, reshapes, broadcasts, casts);
+        pattern matchers look through it (a gate ``σ(·)`` broadcast in a squeeze-excite block).
+      tap: linear data movement of its first operand (zero padding): the input *tap* that carries
+        input-independent relevance (``interpreter.py``) follows it, and parameter names are
+        traced back through it.
+      gate: the output lies in ``(0, 1)`` (``logistic``): a product with it is a *gate* node.
+      sum_twin: for ``max``: ``sum_twin(params)`` is the matching sum (proportional max pooling).
+      body: for ``call``: the equation parameter holding the called jaxpr (None: not inlinable).
     """
 
-    kind: Kind
+    kind: PrimitiveKind
     multi: Multi = None
     routes: bool = False
-    sum_twin: str | None = None
+    nonneg: Nonneg = None
+    affine: bool = False
+    moves: Moves = None
+    shape_only: bool = False
+    tap: bool = False
+    gate: bool = False
+    sum_twin: Callable[[dict[str, Any]], Callable[[Array], Array]] | None = None
+    body: str | None = None
+
+
+def _reduce_sum_twin(params: dict[str, Any]) -> Callable[[Array], Array]:
+    axes = params["axes"]
+    return lambda x: jnp.sum(x, axis=axes)
+
+
+def _window_sum_twin(p: dict[str, Any]) -> Callable[[Array], Array]:
+    return lambda x: lax.reduce_window(
+        x, np.zeros((), x.dtype), lax.add, p["window_dimensions"], p["window_strides"],
+        p["padding"], p["base_dilation"], p["window_dilation"]
+    )  # fmt: skip
 
 
 def _table() -> dict[str, PrimitiveInfo]:
     table: dict[str, PrimitiveInfo] = {}
-    structural = """reshape transpose squeeze expand_dims broadcast_in_dim slice dynamic_slice
-        dynamic_update_slice pad concatenate rev convert_element_type copy copy_p gather scatter
-        scatter-add scatter_add select_and_gather_add reduce_precision real imag complex conj
-        split device_put sharding_constraint mesh_cast optimization_barrier""".split()
-    for name in structural:
-        table[name] = PrimitiveInfo("structural")
-    unary = """neg exp exp2 log log1p expm1 tanh logistic sin cos tan asin acos atan sinh cosh
-        asinh acosh atanh erf erfc erf_inv sqrt rsqrt cbrt abs sign floor ceil round
-        integer_pow square is_finite lgamma digamma not population_count""".split()
-    for name in unary:
-        table[name] = PrimitiveInfo("elementwise")
-    for name in ("add", "sub", "add_any"):
-        table[name] = PrimitiveInfo("elementwise", multi="sum")
-    for name in ("mul", "div"):
-        table[name] = PrimitiveInfo("elementwise", multi="product")
-    for name in ("max", "min", "select_n", "clamp"):
-        table[name] = PrimitiveInfo("elementwise", multi="route", routes=True)
-    for name in ("pow", "atan2", "rem", "nextafter"):
-        table[name] = PrimitiveInfo("elementwise")
-    for name in "eq ne lt le gt ge and or xor".split():
-        table[name] = PrimitiveInfo("elementwise", multi="route")
-    for name in ("dot_general", "conv_general_dilated"):
-        table[name] = PrimitiveInfo("layer")
-    for name in ("reduce_sum", "reduce_window_sum", "cumsum"):
-        table[name] = PrimitiveInfo("sum")
-    table["reduce_max"] = PrimitiveInfo("max", sum_twin="reduce_sum")
-    table["reduce_window_max"] = PrimitiveInfo("max", sum_twin="reduce_window_sum")
-    for name in ("reduce_min", "reduce_window_min", "cummax", "cummin", "argmax", "argmin",
-                 "sort"):
-        table[name] = PrimitiveInfo("max")
-    table["stop_gradient"] = PrimitiveInfo("block")
-    for name in ("scan", "cond", "while"):
-        table[name] = PrimitiveInfo("control")
+
+    def add(names: str, kind: PrimitiveKind, **fields: Any) -> None:
+        for name in names.split():
+            table[name] = PrimitiveInfo(kind, **fields)
+
+    S, E = PrimitiveKind.STRUCTURAL, PrimitiveKind.ELEMENTWISE
+    # data movement: shape-only ones, axis moves, layout-preserving casts, the rest
+    add("reshape squeeze expand_dims broadcast_in_dim", S, nonneg="first", moves="axes",
+        shape_only=True, tap=True)  # fmt: skip
+    add("convert_element_type copy copy_p", S, nonneg="first", moves="same", shape_only=True,
+        tap=True)  # fmt: skip
+    add("reduce_precision", S, nonneg="first", moves="same", tap=True)
+    add("transpose", S, nonneg="first", moves="axes", tap=True)
+    add("rev slice pad", S, nonneg="first", tap=True)
+    add("gather dynamic_slice", S, nonneg="first")
+    add("concatenate", S, nonneg="all")
+    add("""dynamic_update_slice scatter scatter-add scatter_add select_and_gather_add real imag
+        complex conj split device_put sharding_constraint mesh_cast optimization_barrier""", S)
+    # element-wise maps
+    add("exp exp2 abs sqrt", E, nonneg="always")
+    add("logistic", E, nonneg="always", gate=True)
+    add("integer_pow", E, nonneg="even_power")
+    add("neg", E, affine=True)
+    add("""log log1p expm1 tanh sin cos tan asin acos atan sinh cosh asinh acosh atanh erf erfc
+        erf_inv rsqrt cbrt sign floor ceil round square is_finite lgamma digamma not
+        population_count pow atan2 rem nextafter""", E)
+    add("add", E, multi="sum", nonneg="all", affine=True)
+    add("add_any", E, multi="sum", nonneg="all")
+    add("sub", E, multi="sum", affine=True)
+    add("mul div", E, multi="product", nonneg="all", affine=True)
+    add("max", E, multi="route", routes=True, nonneg="any")
+    add("min", E, multi="route", routes=True, nonneg="all")
+    add("clamp", E, multi="route", routes=True, nonneg="first")
+    add("select_n", E, multi="route", routes=True)
+    add("eq ne lt le gt ge and or xor", E, multi="route")
+    # layers, reductions, the rest
+    add("dot_general conv_general_dilated", PrimitiveKind.LAYER)
+    add("reduce_sum reduce_window_sum cumsum", PrimitiveKind.SUM, nonneg="all")
+    table["reduce_max"] = PrimitiveInfo(PrimitiveKind.MAX, nonneg="all", sum_twin=_reduce_sum_twin)
+    table["reduce_window_max"] = PrimitiveInfo(
+        PrimitiveKind.MAX, nonneg="all", sum_twin=_window_sum_twin
+    )
+    add("reduce_min reduce_window_min", PrimitiveKind.MAX, nonneg="all")
+    add("cummax cummin argmax argmin sort", PrimitiveKind.MAX)
+    add("stop_gradient", PrimitiveKind.BLOCK)
+    add("scan cond while", PrimitiveKind.CONTROL)
+    add("pjit jit remat2 checkpoint remat", PrimitiveKind.CALL, body="jaxpr")
+    add("closed_call core_call custom_jvp_call custom_vjp_call", PrimitiveKind.CALL,
+        body="call_jaxpr")  # fmt: skip
+    add("custom_vjp_call_jaxpr", PrimitiveKind.CALL, body="fun_jaxpr")
+    add("custom_lin", PrimitiveKind.CALL)
     return table
 
 
@@ -104,3 +186,26 @@ PRIMITIVES: dict[str, PrimitiveInfo] = _table()
 def lookup(name: str) -> PrimitiveInfo | None:
     """The table entry for a primitive name, or None if it is not supported."""
     return PRIMITIVES.get(name)
+
+
+def has(name: str, field: str) -> bool:
+    """Whether primitive ``name`` has the (truthy) table ``field``; False for unknown names."""
+    entry = PRIMITIVES.get(name)
+    return entry is not None and bool(getattr(entry, field))
+
+
+def result_nonneg(name: str, params: dict[str, Any], operands: Sequence[bool]) -> bool:
+    """Whether the result of ``name`` is ``>= 0``, given which operands are (see ``nonneg``)."""
+    entry = PRIMITIVES.get(name)
+    how = entry.nonneg if entry is not None else None
+    if how == "always":
+        return True
+    if how == "all":
+        return all(operands)
+    if how == "any":
+        return any(operands)
+    if how == "first":
+        return bool(operands) and operands[0]
+    if how == "even_power":
+        return params.get("y", 1) % 2 == 0 or operands[0]
+    return False

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 from jax.extend import core as jcore
 
+from jaxlrp.primitives import lookup
+
 _ids = itertools.count()
 
 
@@ -99,25 +101,10 @@ def _shape_str(atom: Atom) -> str:
     return f"{dtype}{list(atom.shape)}"
 
 
-# Parameter under which each call-like primitive keeps its body.
-_CALL_BODIES = {
-    "pjit": "jaxpr",
-    "jit": "jaxpr",
-    "closed_call": "call_jaxpr",
-    "core_call": "call_jaxpr",
-    "custom_jvp_call": "call_jaxpr",
-    "custom_vjp_call": "call_jaxpr",
-    "custom_vjp_call_jaxpr": "fun_jaxpr",
-    "remat2": "jaxpr",
-    "checkpoint": "jaxpr",
-    "remat": "jaxpr",
-    "custom_lin": None,
-}
-
-
 def _body(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
     """The (jaxpr, consts) an inlinable call-like equation runs, or None."""
-    key = _CALL_BODIES.get(eqn.primitive.name, "")
+    entry = lookup(eqn.primitive.name)
+    key = entry.body if entry is not None else None
     if not key:
         return None
     body = eqn.params[key]

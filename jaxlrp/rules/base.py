@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlrp.errors import RuleError
+from jaxlrp.plan import LayerInfo
 
 Array = Any
 
@@ -130,7 +131,7 @@ class LayerContext:
       input_nonneg: True when the program guarantees ``a >= 0`` (e.g. after a ReLU); rules skip
         terms on ``a⁻``, which are then exactly zero.
       batched: True when axis 0 of ``a`` and ``z`` is a batch axis.
-      info: the :class:`~jaxlrp.graph.LayerInfo` of this layer (path, kind, position).
+      info: the :class:`~jaxlrp.plan.LayerInfo` of this layer (path, kind, position, loop).
     """
 
     apply: Callable[[Array, Array], Array]
@@ -141,7 +142,7 @@ class LayerContext:
     cotangent: Array
     input_nonneg: bool
     batched: bool
-    info: Any = None
+    info: LayerInfo | None = None
 
     def forward(self, a: Array, w: Array, b: Array | None) -> Array:
         """``f(a; w, b) = apply(a, w) + b`` (no bias when ``b`` is None)."""

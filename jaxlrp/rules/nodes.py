@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxlrp.plan import NodeInfo
 from jaxlrp.rules.base import Array, safe_divide, stabilize, unbroadcast
 
 Fn = Callable[..., Array]
@@ -38,7 +38,8 @@ class NodeRule:
     ``backward(fn, inputs, output, cotangent, info)`` receives the node's function of its active
     inputs, the input values, the output value and the output cotangent ``c_out = R_out / out``;
     it returns the cotangents of the inputs, one per input, each of that input's shape (or None
-    for no relevance). ``info`` carries node details (e.g. the primitive).
+    for no relevance). ``info`` is the node's :class:`~jaxlrp.plan.NodeInfo` (kind, primitive,
+    module, the gate operand, ...).
 
     Element-wise primitives broadcast size-1 and rank-0 operands implicitly, so an input may be
     smaller than the output: sum relevance computed in the output's shape with
@@ -48,7 +49,7 @@ class NodeRule:
     """
 
     def backward(
-        self, fn: Fn, inputs: Sequence[Array], output: Array, cotangent: Array, info: Any
+        self, fn: Fn, inputs: Sequence[Array], output: Array, cotangent: Array, info: NodeInfo
     ) -> Sequence[Array]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -82,7 +83,7 @@ class Pass(NodeRule):
     """
 
     def backward(self, fn, inputs, output, cotangent, info):
-        if getattr(info, "routes", False):
+        if info.routes:
             return _vjp(fn, inputs, cotangent)
         share = cotangent * output / len(inputs)
         return [safe_divide(unbroadcast(share, x.shape), x).astype(x.dtype) for x in inputs]
@@ -129,7 +130,7 @@ class ProportionalMaxPool(NodeRule):
     stabilizer: float = 1e-6
 
     def backward(self, fn, inputs, output, cotangent, info):
-        sum_fn = getattr(info, "sum_fn", None)
+        sum_fn = info.sum_fn
         if sum_fn is None or len(inputs) != 1:
             return _vjp(fn, inputs, cotangent)
         (x,) = inputs
@@ -156,7 +157,7 @@ class UniformProduct(NodeRule):
 
     def backward(self, fn, inputs, output, cotangent, info):
         n = len(inputs)
-        if getattr(info, "primitive", None) == "div" and n == 2:
+        if info.primitive == "div" and n == 2:
             relevance = output * cotangent / 2
             return [
                 safe_divide(unbroadcast(relevance, x.shape), x).astype(x.dtype) for x in inputs
@@ -182,7 +183,7 @@ class SignalTakesAll(NodeRule):
     """
 
     def backward(self, fn, inputs, output, cotangent, info):
-        gate = getattr(info, "gate", None)
+        gate = info.gate
         cts = _vjp(fn, inputs, cotangent)
         if gate is None:  # not a gate node: the uniform split
             return [c / len(inputs) for c in cts]

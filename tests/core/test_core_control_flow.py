@@ -90,3 +90,121 @@ def test_scan_carry_that_becomes_active_after_the_first_step_carries_relevance()
     assert np.all(np.abs(x * grad)[:, 0].sum(-1) > 1e-2)  # the first input matters
     np.testing.assert_allclose(r, x * grad, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(r.sum(axis=(1, 2)), f(x)[jnp.arange(2), t], rtol=1e-4)
+
+
+# --- one plan for the whole program: bodies are analysed in the context around them ---------
+
+
+def _rnn(scanned: bool):
+    """``h_t = relu(h_{t-1} U + x_t W)`` from ``h_0 = 0``, then ``y = h_T V``: with ``lax.scan``
+    or unrolled in Python (the same function)."""
+    w, u, v = _weights(11, (3, 5), (5, 5), (5, 2))
+
+    def f(x):  # x: (batch, time, 3)
+        h = jnp.zeros((x.shape[0], 5))
+        if scanned:
+            def step(h, x_t):
+                return jax.nn.relu(h @ u + x_t @ w), None
+
+            h, _ = jax.lax.scan(step, h, jnp.swapaxes(x, 0, 1))
+        else:
+            for t in range(x.shape[1]):
+                h = jax.nn.relu(h @ u + x[:, t] @ w)
+        return h @ v
+
+    return f
+
+
+def test_layers_inside_a_scan_are_listed_numbered_and_placed_among_all_layers():
+    """The input projection sees the raw input in every step (first); the recurrent one is fed
+    by a layer from the second step on (not first); neither is last (the head follows); the
+    head after the loop is last and, with layers upstream in the loop, not first."""
+    x = jnp.ones((2, 4, 3))
+    found = jaxlrp.layers(_rnn(True), x)
+    assert [(i.index, i.num_layers) for i in found] == [(0, 3), (1, 3), (2, 3)]
+    recurrent, projection, head = found  # program order inside the body: h @ U, then x_t @ W
+    assert recurrent.input_shape == (2, 5) and projection.input_shape == (2, 3)
+    assert (projection.is_first, projection.is_last) == (True, False)
+    assert (recurrent.is_first, recurrent.is_last) == (False, False)
+    assert (head.is_first, head.is_last) == (False, True)
+    assert projection.loop == recurrent.loop == "scan(length=4)" and head.loop == ""
+    table = jaxlrp.rule_table(_rnn(True), x)
+    assert table.count("[in scan(length=4)]") == 2
+    nodes = jaxlrp.rule_table(_rnn(True), x, nodes=True)
+    assert "layer/dense #0" in nodes and "layer/dense #1" in nodes  # body equations are listed
+
+
+def test_a_scanned_rnn_is_explained_like_the_same_rnn_unrolled():
+    """Positions, taps (the Flat rule's input-independent relevance on the first layer) and the
+    per-kind rules reach the body, so the scan is explained exactly like the unrolled loop."""
+    x = jax.random.normal(jax.random.PRNGKey(12), (2, 4, 3))
+    target = 1
+    for composite in (composites.EpsilonPlusFlat(), composites.EpsilonGammaBox(-3.0, 3.0),
+                      composites.Composite(rules.Epsilon(0.1), first=rules.WSquare())):
+        scanned = jaxlrp.explain(_rnn(True), x, target=target, composite=composite)
+        unrolled = jaxlrp.explain(_rnn(False), x, target=target, composite=composite)
+        assert float(jnp.abs(unrolled).sum()) > 1e-3
+        np.testing.assert_allclose(scanned, unrolled, rtol=1e-5, atol=1e-6)
+
+
+def test_non_negativity_reaches_the_body():
+    """A ReLU before the loop makes the body layer's input non-negative (rules skip a⁻ terms)."""
+    (w,) = _weights(13, (4, 4))
+    seen = []
+
+    class Recording(rules.Epsilon):
+        def __call__(self, ctx, relevance):
+            seen.append(ctx.input_nonneg)
+            return super().__call__(ctx, relevance)
+
+    def f(x):
+        def step(h, _):
+            return h @ w, None
+
+        h, _ = jax.lax.scan(step, jax.nn.relu(x), None, length=2)
+        return h
+
+    jaxlrp.explain(f, jnp.ones((1, 4)), target=0, composite=composites.Composite(Recording()))
+    assert seen == [False]  # the carry h @ w can be negative from the second step on
+
+    def g(x):
+        def step(h, _):
+            return jax.nn.relu(h @ w), None
+
+        h, _ = jax.lax.scan(step, jax.nn.relu(x), None, length=2)
+        return h
+
+    seen.clear()
+    jaxlrp.explain(g, jnp.ones((1, 4)), target=0, composite=composites.Composite(Recording()))
+    assert seen == [True]
+
+
+def test_flax_scan_over_blocks_names_each_body_layer_by_its_parameter_path():
+    from flax import linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.relu(nn.Dense(6, name="mlp")(h)), None
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            blocks = nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                             length=3)  # fmt: skip
+            h, _ = blocks(name="blocks")(nn.Dense(6, name="embed")(x), None)
+            return nn.Dense(2, name="head")(h)
+
+    x = jnp.ones((2, 4))
+    net = Net()
+    variables = net.init(jax.random.PRNGKey(0), x)
+    found = jaxlrp.layers(net.apply, variables, x, argnums=1)
+    assert [i.path for i in found] == ["embed", "blocks/mlp", "head"]
+    assert [i.loop for i in found] == ["", "scan(length=3)", ""]
+    assert [i.is_first for i in found] == [True, False, False]
+    # a per-path rule reaches the body: a large epsilon on the blocks absorbs relevance
+    plain = composites.Composite(rules.Epsilon(1e-9))
+    absorbing = composites.Composite(rules.Epsilon(1e-9), paths={"blocks/*": rules.Epsilon(10.0)})
+    r_plain = jaxlrp.explain(net.apply, variables, x, target=0, composite=plain)
+    r_abs = jaxlrp.explain(net.apply, variables, x, target=0, composite=absorbing)
+    assert float(jnp.abs(r_abs).sum()) < 0.5 * float(jnp.abs(r_plain).sum())

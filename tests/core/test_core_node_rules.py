@@ -168,15 +168,14 @@ def test_pass_routes_by_the_gradient_only_for_routing_ops():
     """``Pass.backward`` directly: a routing op sends all of ``R = 6`` to the arg-max operand;
     otherwise each of the two operands gets ``R / 2``."""
 
-    class Info:
-        def __init__(self, routes):
-            self.routes = routes
+    def info(routes):
+        return jaxlrp.NodeInfo(jaxlrp.NodeKind.ACTIVATION, "max", routes, None, "", "max")
 
     a, b = jnp.array([3.0]), jnp.array([1.5])
     out = jnp.maximum(a, b)
     cotangent = jnp.array([2.0])  # R = out · c = 6
-    routed = rules.Pass().backward(jnp.maximum, [a, b], out, cotangent, Info(True))
-    shared = rules.Pass().backward(jnp.maximum, [a, b], out, cotangent, Info(False))
+    routed = rules.Pass().backward(jnp.maximum, [a, b], out, cotangent, info(True))
+    shared = rules.Pass().backward(jnp.maximum, [a, b], out, cotangent, info(False))
     np.testing.assert_allclose([a * routed[0], b * routed[1]], [[6.0], [0.0]])
     np.testing.assert_allclose([a * shared[0], b * shared[1]], [[3.0], [3.0]])
 

@@ -1,0 +1,267 @@
+"""Pattern matchers on the analysed program: equations that form one node together.
+
+Each matcher reads the node specs ``graph.analyze`` found and rewrites them in place; the
+primitive facts they need (``shape_only``, ``gate``, ``affine``) come from the table in
+``primitives.py``.
+
+* :func:`gate_operand`: ``x ⊙ σ(·)`` is a *gate* node (LSTM gates, squeeze-excite), and so is
+  ``x ⊙ (1 − σ(·))`` (the GRU update);
+* :func:`absorb_scalings`: a sum followed by a division by a constant (average pooling, a mean)
+  is one sum node, so the sum rule stabilizes the mean;
+* :func:`merge_activation_chains`: an element-wise chain of one input (softmax's
+  ``exp(x − max)``, GELU's ``x · Φ(x)``) is one activation node;
+* :func:`find_affine_chains`: an affine chain with parameters that no layer absorbed
+  (pre-activation batch norm, a norm's scale and shift) is an element-wise affine layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxlrp.canonize import Fold, follow_chain, is_parameter_shift, with_constant
+from jaxlrp.plan import NodeKind, NodeSpec
+from jaxlrp.primitives import has
+from jaxlrp.rules.base import concrete
+from jaxlrp.tracing import Const, Eqn, Program, Var
+
+
+def gate_operand(
+    eqn: Eqn, act: list[int], producer: dict[Var, int], program: Program
+) -> int | None:
+    """For ``x * g`` with ``g`` a gate: the position of ``g`` in ``act``; None for other products.
+
+    A gate is the output of a primitive with the table field ``gate`` (``σ(·)``, in ``(0, 1)``),
+    seen through shape-only ops (a squeeze-excite gate broadcast over the image) and through
+    affine ops with constant operands that keep it in ``[0, 1]``: the GRU update's ``1 − σ(·)``
+    (``sub``), ``0.5 · σ(·)``, ``1 + (−σ(·))``, but not ``σ(·) + 1``. Whether an affine chain keeps
+    the gate in ``[0, 1]`` is decided by evaluating it at the ends of ``[0, 1]`` (an affine map is
+    monotone, so the image of ``[0, 1]`` lies between the two results; :func:`_gate_range`).
+    """
+    if eqn.name != "mul" or len(act) != 2:
+        return None
+    gates = [position for position, k in enumerate(act)
+             if _is_gate(eqn.inputs[k], producer, program)]  # fmt: skip
+    return gates[0] if len(gates) == 1 else None
+
+
+def _is_gate(x: Any, producer: dict[Var, int], program: Program) -> bool:
+    """Whether ``x`` is a gate (see :func:`gate_operand`)."""
+    chain: list[tuple[Eqn, int]] = []  # (equation, position of the running value), outermost first
+    while isinstance(x, Var) and x in producer:
+        source = program.eqns[producer[x]]
+        if has(source.name, "gate"):
+            if all(has(e.name, "shape_only") for e, _ in chain):
+                return True
+            return _gate_range(source.outputs[0], chain[::-1])
+        if has(source.name, "shape_only"):
+            chain.append((source, 0))
+        elif has(source.name, "affine"):
+            vars_ = [k for k, v in enumerate(source.inputs) if isinstance(v, Var)]
+            if len(vars_) != 1 or len(source.outputs) != 1:
+                return False  # the other operands must be constants (numbers in the formula)
+            chain.append((source, vars_[0]))
+        else:
+            return False
+        x = source.inputs[chain[-1][1]]
+    return False
+
+
+def _gate_range(gate: Var, chain: list[tuple[Eqn, int]]) -> bool:
+    """Whether the element-wise affine (and shape-only) ``chain`` applied to a value of ``gate``'s
+    shape in ``[0, 1]`` stays in ``[0, 1]``: the chain is evaluated on the bounds, element-wise
+    (``lo``, ``hi``), each affine step being monotone. Constants that are not concrete (traced
+    values) make it False."""
+    consts = [concrete(c.value) for eqn, _ in chain for c in eqn.inputs if isinstance(c, Const)]
+    if any(c is None for c in consts):
+        return False
+    with jax.ensure_compile_time_eval():
+        lo = np.zeros(gate.shape, gate.dtype)
+        hi = np.ones(gate.shape, gate.dtype)
+        for eqn, position in chain:
+            ends = []
+            for end in (lo, hi):
+                operands = [end if k == position else np.asarray(concrete(a.value))
+                            for k, a in enumerate(eqn.inputs)]  # fmt: skip
+                ends.append(np.asarray(eqn.primitive.bind(*operands, **eqn.params)))
+            lo, hi = np.minimum(*ends), np.maximum(*ends)
+    return bool(np.all(lo >= 0) and np.all(hi <= 1))
+
+
+def absorb_scalings(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    skip: set[int],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+    active: set[Var],
+) -> None:
+    """Sums absorb the scalings by constants that follow them (average pooling = window sum /
+    n; a mean with keepdims = sum, broadcast, / n), so that ``Norm`` stabilizes the mean, as
+    zennit does."""
+    for i, spec in list(nodes.items()):
+        if spec.kind != NodeKind.SUM or len(program.eqns[i].outputs) != 1:
+            continue
+        z = program.eqns[i].outputs[0]
+        chain: list[int] = []
+        while z not in outputs and len(uses.get(z, [])) == 1:
+            j = uses[z][0]
+            nxt = program.eqns[j]
+            if has(nxt.name, "shape_only") and len(nxt.inputs) == 1:
+                chain.append(j)
+                z = nxt.outputs[0]
+                continue
+            if nxt.name not in ("mul", "div") or nxt.outputs[0].shape != z.shape:
+                break
+            if with_constant(nxt, z, active) is None:
+                break
+            chain.append(j)
+            z = nxt.outputs[0]
+        while chain and program.eqns[chain[-1]].name not in ("mul", "div"):
+            chain.pop()  # keep shape-only ops only when a scaling follows them
+        if chain:
+            anchor = chain[-1]
+            for j in chain:
+                nodes.pop(j, None)
+            del nodes[i]
+            spec.post = chain
+            spec.first = i
+            nodes[anchor] = spec
+            skip.add(i)
+            skip.update(chain[:-1])
+
+
+def merge_activation_chains(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    skip: set[int],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+) -> None:
+    """Evaluate each maximal element-wise chain of one input as one activation node.
+
+    Activation equations join when every active operand is either the chain's single input or
+    the output of a chain member used only there (and not a program output). The chain is then
+    one node, evaluated at its last equation as the function of its input: ``Pass`` gives
+    ``R_input = R_output`` even where an intermediate is exactly zero (softmax's ``x − max(x)`` at
+    the arg-max, which a per-equation ``Pass`` on ``exp`` cannot carry relevance through).
+    Non-active operands (constants, ``stop_gradient``'d values) stay constants of the node.
+    """
+    chain_of: dict[int, tuple[list[int], set[Var]]] = {}  # anchor -> (members, inputs)
+    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
+
+    def candidate(i: int) -> bool:
+        spec = nodes.get(i)
+        return (spec is not None and spec.kind == NodeKind.ACTIVATION and not spec.post
+                and i not in skip and len(program.eqns[i].outputs) == 1)  # fmt: skip
+
+    for i, eqn in enumerate(program.eqns):
+        if not candidate(i):
+            continue
+        members, inputs, absorbed = [i], set(), []
+        for k in nodes[i].active_inputs:
+            x = eqn.inputs[k]
+            j = producer.get(x)
+            if (j is not None and j in chain_of and x not in outputs
+                    and all(u == i for u in uses.get(x, []))):  # fmt: skip
+                if j not in absorbed:
+                    absorbed.append(j)
+                    members += chain_of[j][0]
+                    inputs |= chain_of[j][1]
+            else:
+                inputs.add(x)
+        if len(inputs) != 1:
+            chain_of[i] = ([i], {eqn.inputs[k] for k in nodes[i].active_inputs})
+            continue
+        for j in absorbed:
+            del chain_of[j]
+        chain_of[i] = (sorted(members), inputs)
+
+    for _anchor, (members, _) in chain_of.items():
+        if len(members) == 1:
+            continue
+        first = members[0]
+        spec = nodes[first]
+        spec.routes = False  # the rule sees the chain's function of its input
+        spec.first = first
+        spec.post = members[1:]
+        for j in members:
+            nodes.pop(j, None)
+        nodes[members[-1]] = spec
+        skip.update(members[:-1])
+
+
+def find_affine_chains(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    source: dict[Var, Var],
+    active: set[Var],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+    skip: set[int],
+    register: Callable[[int, int, list[Fold], list[int]], None],
+) -> None:
+    """Find the affine chains no layer absorbed, for element-wise layers ``z = S(a ⊙ s) + t``.
+
+    A chain qualifies when it shifts by a parameter (a pure scaling keeps ``Pass``, which is
+    exact for it), its constants do not depend on the explained input even through
+    ``stop_gradient`` (softmax's ``x − max(x)`` stays part of the softmax), and it is not the
+    inside of an activation formula that combines it with its own input (GELU's ``x/√2``).
+
+    Args:
+      program, source, active, uses, outputs: from the analysis (``graph.analyze``).
+      nodes: equation index -> node spec; ``register`` removes a chain's equations from it.
+      skip: equations already evaluated as part of another unit.
+      register: ``(first index, position of the input in it, folds, members)``, called for each
+        chain in program order.
+    """
+    tainted = {v for v in program.inputs if v in active}
+    for eqn in program.eqns:
+        if any(isinstance(x, Var) and x in tainted for x in eqn.inputs):
+            tainted.update(eqn.outputs)
+    compound = set()
+    for i, spec in nodes.items():
+        if spec.kind == NodeKind.ACTIVATION and len(spec.active_inputs) > 1:
+            x = program.eqns[i].inputs[spec.active_inputs[0]]
+            compound.add(source.get(x, x))
+
+    def accept(j: int, fold: Fold) -> bool:
+        spec = nodes.get(j)
+        if spec is None or spec.kind not in (NodeKind.ACTIVATION, NodeKind.STRUCTURAL) or j in skip:
+            return False  # already part of a layer or of a pooling node
+        return not (isinstance(fold.const, Var) and fold.const in tainted)
+
+    for i, eqn in enumerate(program.eqns):
+        spec = nodes.get(i)
+        if spec is None or spec.kind != NodeKind.ACTIVATION or not has(eqn.name, "affine"):
+            continue
+        if len(spec.active_inputs) != 1:
+            continue
+        x = eqn.inputs[spec.active_inputs[0]]
+        folds, members = follow_chain(program, x, i, uses, outputs, active, None, True, accept)
+        if not any(is_parameter_shift(f) for f in folds):
+            continue
+        if source.get(x, x) in compound and not _separable(program, nodes, members[-1]):
+            continue
+        register(i, spec.active_inputs[0], folds, members)
+
+
+def _separable(program: Program, nodes: dict[int, NodeSpec], end: int) -> bool:
+    """Whether the chain ending at equation ``end`` can be cut out of its activation cluster: no
+    later activation combines a value computed from the chain's output with one that is not (as
+    ``x · Φ(x/√2)`` combines ``x`` with ``Φ`` of the chain ``x/√2``)."""
+    through = set(program.eqns[end].outputs)
+    for i in range(end + 1, len(program.eqns)):
+        spec = nodes.get(i)
+        if spec is None or spec.kind != NodeKind.ACTIVATION:
+            continue
+        eqn = program.eqns[i]
+        flags = [eqn.inputs[k] in through for k in spec.active_inputs]
+        if any(flags):
+            if not all(flags):
+                return False
+            through.update(eqn.outputs)
+    return True
