@@ -211,8 +211,8 @@ def _check_names(model: str, composite: str) -> str:
     """Validate the model and composite names; returns the composite's preset key."""
     from jaxlrp import demo, models
 
-    if model.strip().lower().replace("-", "_") not in models.available_models():
-        valid = ", ".join(m.replace("_", "-") for m in models.available_models())
+    if model.strip().lower().replace("-", "_") not in models.available_models("image"):
+        valid = ", ".join(m.replace("_", "-") for m in models.available_models("image"))
         raise CLIError(f"unknown model {model!r}; valid models: {valid}")
     key = composite.strip().lower().replace("_", "-")
     if key not in demo.composite_names():

