@@ -307,7 +307,7 @@ def _take(result: Any, n: int) -> Any:
 
 
 _RULE_FIELDS = ("select", "first", "last", "conv", "dense", "default", "activation", "sum",
-                "maxpool", "product", "gate", "affine")  # fmt: skip
+                "maxpool", "product", "gate", "affine", "norm", "softmax", "attention")  # fmt: skip
 
 
 class _Bound(float):

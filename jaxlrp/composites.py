@@ -92,6 +92,12 @@ class Composite:
       maxpool: rule for max pooling and ``max`` of activations.
       product: rule for products of activations.
       gate: rule for gating products ``x ⊙ σ(·)`` (squeeze-excite, LSTM gates).
+      norm: rule for normalizations ``x · 1/√(var + ε)`` (LayerNorm, RMSNorm, GroupNorm); the
+        default holds the normalizer constant (the identity rule of AttnLRP and CP-LRP).
+      softmax: rule for softmaxes (one node, e.g. ``jax.nn.softmax``); ``Pass`` by default,
+        AttnLRP's ``TaylorAtInput`` in :func:`AttnLRP`.
+      attention: rule for products with attention weights ``A·v`` (``A`` a softmax output);
+        uniform by default, ``A`` held constant in :func:`CPLRP`.
     """
 
     default: LayerRule | None = None
@@ -107,6 +113,9 @@ class Composite:
     maxpool: NodeRule = rules.WinnerTakesAll()
     product: NodeRule = rules.UniformProduct()
     gate: NodeRule = rules.SignalTakesAll()
+    norm: NodeRule = rules.SignalTakesAll()
+    softmax: NodeRule = rules.Pass()
+    attention: NodeRule = rules.UniformProduct()
     name: str = "Composite"
 
     def __post_init__(self) -> None:
@@ -150,8 +159,8 @@ class Composite:
         return rules.Epsilon(), "default"
 
     def node_rule(self, kind: NodeKind | str) -> NodeRule:
-        """The rule for a node of kind ``activation``, ``sum``, ``max``, ``product`` or ``gate``
-        (a :class:`~jaxlrp.plan.NodeKind` or its name)."""
+        """The rule for a node of kind ``activation``, ``sum``, ``max``, ``product``, ``gate``,
+        ``norm``, ``softmax`` or ``attention`` (a :class:`~jaxlrp.plan.NodeKind` or its name)."""
         kind = NodeKind(kind)
         if kind not in RULED_KINDS:
             raise ValueError(f"{kind!r} nodes have no rule; ruled kinds: {sorted(RULED_KINDS)}")
@@ -262,6 +271,57 @@ def DepthRecipe(  # noqa: N802
     )
 
 
+def AttnLRP(  # noqa: N802 - named like the paper's method
+    epsilon: float = 1e-6,
+    gamma: float | None = None,
+    paths: PathRules = (),
+    stabilizer: float = 1e-6,
+) -> Composite:
+    """AttnLRP (Achtibat et al., ICML 2024) for transformers, chosen from the traced program.
+
+    * linear layers (dense, and the affine scale/shift of norms): ε-rule, or γ-rule with
+      ``gamma`` (the paper uses γ for vision transformers);
+    * softmax: ``R_x = x ⊙ (R − s Σ R)`` (:class:`~jaxlrp.rules.TaylorAtInput`);
+    * LayerNorm/RMSNorm: the identity rule on the normalization (``1/σ`` held constant);
+    * products of activations (``q·kᵀ``, ``A·v``, GeGLU/SwiGLU gates): the uniform ε rule
+      ``R/N`` (:class:`~jaxlrp.rules.UniformProduct`);
+    * element-wise activations (GELU, SiLU, tanh): identity (``Pass``);
+    * residual sums: ``Norm``; ``paths`` override the rule per module (glob → rule).
+
+    References:
+      Achtibat, Hatefi, Dreyer, Jain, Wiegand, Lapuschkin, Samek, "AttnLRP: Attention-Aware
+      Layer-Wise Relevance Propagation for Transformers", ICML 2024.
+    """
+    linear = rules.Epsilon(epsilon) if gamma is None else rules.Gamma(gamma, stabilizer)
+    return Composite(
+        default=linear, dense=linear, conv=linear, affine=rules.Epsilon(epsilon), paths=paths,
+        sum=rules.Norm(stabilizer), product=rules.UniformProduct(),
+        attention=rules.UniformProduct(), softmax=rules.TaylorAtInput(),
+        norm=rules.SignalTakesAll(), activation=rules.Pass(), name="AttnLRP",
+    )  # fmt: skip
+
+
+def CPLRP(  # noqa: N802 - named like the paper's method
+    epsilon: float = 1e-6,
+    gamma: float | None = None,
+    paths: PathRules = (),
+    stabilizer: float = 1e-6,
+) -> Composite:
+    """CP-LRP (Ali et al., ICML 2022): conservative propagation through attention and norms.
+
+    As :func:`AttnLRP`, but the attention weights are held constant: in ``A·v`` all relevance
+    flows through the values ``v`` and none into the softmax (so ``q·kᵀ`` receives none).
+
+    References:
+      Ali, Schnake, Eberle, Montavon, Müller, Wolf, "XAI for Transformers: Better Explanations
+      through Conservative Propagation", ICML 2022.
+    """
+    return dataclasses.replace(
+        AttnLRP(epsilon, gamma, paths, stabilizer), attention=rules.SignalTakesAll(),
+        name="CPLRP",
+    )  # fmt: skip
+
+
 def GuidedBackprop() -> Composite:  # noqa: N802
     """Guided backpropagation: gradients with negative cotangents zeroed at activations."""
     return Composite(
@@ -298,3 +358,61 @@ PRESETS: dict[str, Callable[..., Composite]] = {
     "gradient": Gradient,
 }
 """Composite presets by command-line name. Those needing bounds take ``low`` and ``high``."""
+
+
+def LSTM(epsilon: float = 1e-3, stabilizer: float | None = None) -> Composite:  # noqa: N802
+    """LRP for recurrent networks, LSTMs and GRUs (Arras et al. 2017, 2019): LRP-ε on every
+    linear map, signal-take-all on gate ⊙ signal products, identity on the activations.
+
+    An LSTM step (``lax.scan`` bodies are explained as part of the whole program) is
+
+    .. math::
+        z = W x_t + U h_{t-1} + b, \\quad i, f, o = σ(z_{i,f,o}), \\quad g = \\tanh(z_g),
+
+        c_t = f ⊙ c_{t-1} + i ⊙ g, \\qquad h_t = o ⊙ \\tanh(c_t),
+
+    and its relevance flows back as (``stab(v) = v + ε·sign(v)``)
+
+    .. math::
+        R_{c_t} \\mathrel{+}= R_{h_t} \\quad (o \\text{ gets none, tanh passes}), \\qquad
+        R_{c_{t-1}} = \\frac{f c_{t-1}}{stab(c_t)} R_{c_t}, \\qquad
+        R_g = \\frac{i g}{stab(c_t)} R_{c_t} \\quad (f, i \\text{ get none}),
+
+        R_{x_t} = x_t ⊙ W_g^T \\frac{R_g}{stab(z_g)}, \\qquad
+        R_{h_{t-1}} \\mathrel{+}= h_{t-1} ⊙ U_g^T \\frac{R_g}{stab(z_g)},
+
+    and the gates' pre-activations get no relevance. A GRU step
+    ``h_t = (1 − u) ⊙ n + u ⊙ h_{t−1}``, ``n = tanh(W_n x_t + b_n + r ⊙ (U_n h_{t−1} + b'_n))``
+    is explained alike: ``1 − u``, ``u`` and ``r`` are gates (``1 − σ(·)`` is recognized as one).
+    With zero biases and ε → 0 both conserve relevance: ``Σ R_x`` is the explained logit.
+
+    In jaxlrp these rules are the defaults of the node kinds (``gate``: ``SignalTakesAll``,
+    ``activation``: ``Pass``, ``sum``: ``Norm``); the composite sets ε on the layers and on the
+    sums. A traced ``W x_t + U h_{t−1} + b`` is two dense layers and a sum node: the sum's ``Norm``
+    and each layer are stabilized in turn, ``R_{x_t} = x_t ⊙ W^T (q/stab(q) · R_z/stab(z))`` with
+    ``q = W x_t``, which is Arras et al.'s joint ``R_z/stab(z)`` up to the factor ``q/stab(q)``
+    (a relative difference of about ``ε/|q|``). Arras et al.'s joint stabilization exactly, for
+    cells whose pre-activations are such sums (Flax's): ``dataclasses.replace(LSTM(ε),
+    default=rules.Zero(), last=rules.Epsilon(ε))`` (exact layers in the loop, ε on the sums and
+    the head).
+
+    Args:
+      epsilon: ε of the dense, convolution and affine layers (Arras et al. use 0.001).
+      stabilizer: ε of the sum nodes (the gate pre-activations' sums and ``c_t``'s accumulation);
+        ``epsilon`` when None.
+
+    Returns:
+      A :class:`Composite` named ``"LSTM"``.
+
+    References:
+      Arras, Montavon, Müller, Samek, "Explaining recurrent neural network predictions in
+      sentiment analysis", WASSA 2017; Arras, Osman, Müller, Samek, "Evaluating recurrent neural
+      network explanations", BlackboxNLP 2019.
+    """
+    return Composite(
+        default=rules.Epsilon(epsilon=epsilon),
+        sum=rules.Norm(epsilon if stabilizer is None else stabilizer),
+        activation=rules.Pass(),
+        gate=rules.SignalTakesAll(),
+        name="LSTM",
+    )

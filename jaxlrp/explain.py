@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlrp.composites import Composite
+from jaxlrp.embeddings import TokenInputs, cut_at_lookups
 from jaxlrp.graph import analyze
 from jaxlrp.interpreter import evaluate
 from jaxlrp.plan import RULED_KINDS, LayerInfo, NodeKind, Plan
@@ -76,7 +77,13 @@ def _normalize_argnums(argnums: ArgNums, n: int) -> tuple[tuple[int, ...], bool]
 
 @dataclasses.dataclass
 class Traced:
-    """A traced and analysed function call (internal; also used by :func:`rule_table`)."""
+    """A traced and analysed function call (internal; also used by :func:`rule_table` and
+    :func:`~jaxlrp.ledger`).
+
+    The program's inputs are the argument leaves, followed, when integer arguments are explained,
+    by the values they look up (see :mod:`jaxlrp.embeddings`); ``active``/``active_index`` refer
+    to these program inputs.
+    """
 
     plan: Plan
     flat_args: list[Array]
@@ -86,6 +93,37 @@ class Traced:
     argnums: tuple[int, ...]
     single: bool
     out_tree: Any
+    tokens: TokenInputs | None = None
+
+    def inputs(self) -> tuple[list[Array], Any]:
+        """The values of all program inputs, and what :meth:`leaf_relevance` needs to carry
+        the lookups' relevance back to the token ids."""
+        if self.tokens is None:
+            return list(self.flat_args), None
+        looked_up, env = self.tokens.values(self.flat_args)
+        return [*self.flat_args, *looked_up], env
+
+    def leaf_relevance(
+        self, relevance: Sequence[Array], env: Any, keep_features: bool = False
+    ) -> dict[int, Array]:
+        """Per explained argument leaf, its relevance, from the relevance of each explained
+        program input (``active_index`` order): float leaves as they are, integer leaves as the
+        sum of their lookups' relevance at each token."""
+        n = len(self.flat_args)
+        out: dict[int, Array] = {}
+        looked_up = []
+        for k, r in zip(self.active_index, relevance, strict=True):
+            if k < n:
+                out[k] = r
+            else:
+                looked_up.append(r)
+        if self.tokens is not None:
+            out.update(self.tokens.to_leaves(looked_up, env, keep_features))
+        return out
+
+
+def _is_token_dtype(dtype: Any) -> bool:
+    return jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_)
 
 
 def _trace(fn: Callable, args: tuple, argnums: ArgNums) -> Traced:
@@ -94,17 +132,24 @@ def _trace(fn: Callable, args: tuple, argnums: ArgNums) -> Traced:
     flat_args = [leaf for _, leaf in leaves_with_paths]
     paths = [_path_str(p) for p, _ in leaves_with_paths]
     active = [False] * len(flat_args)
+    explained: list[int] = []
+    integer: dict[int, str] = {}  # explained integer/boolean leaves -> their name in messages
     for (path, leaf), k in zip(leaves_with_paths, range(len(flat_args)), strict=True):
         position = path[0].idx if hasattr(path[0], "idx") else None
         if position in nums:
-            if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            dtype = jnp.result_type(leaf)
+            if _is_token_dtype(dtype):
+                integer[k] = f"argument {position} (path '{paths[k]}')"
+            elif not jnp.issubdtype(dtype, jnp.floating):
                 raise ValueError(
-                    f"jaxlrp explains floating-point inputs only; argument {position} "
-                    f"(path '{paths[k]}') has dtype {jnp.result_type(leaf)}. Convert it, e.g. "
-                    "x.astype(jnp.float32)."
+                    f"jaxlrp explains floating-point inputs only (and integer token ids through "
+                    f"their lookups); argument {position} (path '{paths[k]}') has dtype {dtype}. "
+                    "Convert it, e.g. x.astype(jnp.float32)."
                 )
-            active[k] = True
-    if not any(active):
+            else:
+                active[k] = True
+            explained.append(k)
+    if not explained:
         raise ValueError(f"argnums={argnums} selects no array to explain")
     program, out_tree = trace(fn, flat_args, treedef)
     if out_tree.num_leaves != 1:
@@ -112,9 +157,15 @@ def _trace(fn: Callable, args: tuple, argnums: ArgNums) -> Traced:
             f"jaxlrp needs a function returning one array (e.g. logits), got a pytree with "
             f"{out_tree.num_leaves} leaves"
         )
+    tokens = None
+    if integer:
+        tokens = cut_at_lookups(program, list(integer), explained, integer)
+        program = tokens.program
+        active = [*active, *(True for _ in tokens.lookups)]
+        paths = [*paths, *tokens.input_names(paths)]
     plan = analyze(program, active, paths)
     index = [k for k, a in enumerate(active) if a]
-    return Traced(plan, flat_args, treedef, active, index, nums, single, out_tree)
+    return Traced(plan, flat_args, treedef, active, index, nums, single, out_tree, tokens)
 
 
 def lrp(
@@ -124,6 +175,7 @@ def lrp(
     *,
     batched: bool | None = None,
     times_input: bool = True,
+    keep_features: bool = False,
 ) -> Callable[..., tuple[Array, Callable[[Array], Any]]]:
     """Transform ``fn`` into a function returning its output and a relevance pull-back.
 
@@ -136,6 +188,12 @@ def lrp(
     output relevance) and returns the relevance of ``args[argnums]`` (a tuple for a tuple of
     ``argnums``), with each argument's pytree structure.
 
+    An integer (or boolean) argument, such as token ids, is explained at its *lookups*: the
+    float values the function looks up with it (``nn.Embed``, ``E[ids]``, ``jnp.take``, a
+    one-hot matmul; see :mod:`jaxlrp.embeddings`). Their relevance ``R = v ⊙ c + tap`` is
+    summed over the lookup's feature axes and over all lookups of the argument, giving one
+    value per token (the argument's shape).
+
     Args:
       fn: a function of arrays/pytrees returning one array, or a Flax nnx module.
       composite: the rules (``Composite(default=rules.Epsilon())`` when None).
@@ -146,9 +204,17 @@ def lrp(
         input instead of ``R = x ⊙ c`` (with gradient-type composites such as
         ``composites.GuidedBackprop()`` this is the guided gradient itself). Relevance that
         first-layer rules assign independently of ``x`` (z^B, flat, w²) is then divided by ``x``.
+        For token ids it is the modified gradient at the looked-up values, reduced the same way.
+      keep_features: for integer arguments, keep the lookups' feature axes: relevance of shape
+        ``ids.shape + (d,)`` for an embedding of width ``d`` (for a one-hot lookup, the
+        vocabulary axis), whose sum over the features is the default result.
 
     Returns:
       A function ``(*args) -> (out, relevance_fn)``.
+
+    Raises:
+      ValueError: for an integer argument that indexes no float lookup (naming it and what its
+        values reach instead).
     """
     composite = composite if composite is not None else Composite(default=None)
 
@@ -158,12 +224,13 @@ def lrp(
         plan = traced.plan
         out_aval = plan.program.outputs[0]
         is_batched = batched if batched is not None else len(out_aval.shape) >= 2
-        active_leaves = [traced.flat_args[k] for k in traced.active_index]
+        inputs, env = traced.inputs()
+        active_leaves = [inputs[k] for k in traced.active_index]
         taps = [jnp.zeros_like(x) for x in active_leaves]
         active_vars = [plan.program.inputs[k] for k in traced.active_index]
 
         def run(leaves: list[Array], tap_values: list[Array]) -> Array:
-            values = list(traced.flat_args)
+            values = list(inputs)
             for k, v in zip(traced.active_index, leaves, strict=True):
                 values[k] = v
             tap_env = dict(zip(active_vars, tap_values, strict=True))
@@ -188,15 +255,15 @@ def lrp(
                     c + safe_divide(t, x) for x, c, t in zip(active_leaves, c_leaves, c_taps,
                                                              strict=True)
                 ]
-            return _unflatten(traced, rel)
+            return _unflatten(traced, traced.leaf_relevance(rel, env, keep_features))
 
         return out, relevance_fn
 
     return forward
 
 
-def _unflatten(traced: Traced, relevance: list[Array]) -> Any:
-    by_leaf: dict[int, Array] = dict(zip(traced.active_index, relevance, strict=True))
+def _unflatten(traced: Traced, by_leaf: dict[int, Array]) -> Any:
+    """The relevance per explained leaf as the pytrees of ``args[argnums]``."""
     flat = [by_leaf.get(k, None) for k in range(len(traced.flat_args))]
     tree = jax.tree_util.tree_unflatten(traced.treedef, flat)
     picked = tuple(tree[n] for n in traced.argnums)
@@ -259,8 +326,10 @@ def _explain(
     composite: Composite | None,
     argnums: ArgNums,
     batched: bool | None,
+    keep_features: bool = False,
 ) -> Any:
-    out, relevance_fn = lrp(fn, composite, argnums, batched=batched)(*args)
+    out, relevance_fn = lrp(fn, composite, argnums, batched=batched,
+                            keep_features=keep_features)(*args)  # fmt: skip
     relevance, cotangent = output_relevance(out, target)
     return relevance_fn(relevance, cotangent=cotangent)
 
@@ -301,21 +370,24 @@ def _identity(obj: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
     return (id(obj),), (obj,)
 
 
-def _compiled(fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None) -> _Compiled:
+def _compiled(
+    fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None, keep_features: bool
+) -> _Compiled:
     """The jitted explainer for (fn, composite), cached while both objects are alive in the cache.
 
     Eager calls run through ``jax.jit``: one compilation instead of one per primitive.
     """
     fn_ids, fn_owners = _identity(fn)
     owners = (*fn_owners, composite)
-    key = (fn_ids, id(composite), argnums if isinstance(argnums, int) else tuple(argnums), batched)
+    nums = argnums if isinstance(argnums, int) else tuple(argnums)
+    key = (fn_ids, id(composite), nums, batched, keep_features)
     hit = _COMPILED.get(key)
     if hit is not None and all(a is b for a, b in zip(hit.owners, owners, strict=True)):
         _COMPILED.move_to_end(key)
         return hit
 
     def run(args: tuple[Any, ...], target: Any) -> Any:
-        return _explain(fn, args, target, composite, argnums, batched)
+        return _explain(fn, args, target, composite, argnums, batched, keep_features)
 
     entry = _Compiled(owners, jax.jit(run))
     _COMPILED[key] = entry
@@ -335,6 +407,7 @@ def explain(
     composite: Composite | None = None,
     argnums: ArgNums = -1,
     batched: bool | None = None,
+    keep_features: bool = False,
 ) -> Any:
     """Explain ``fn(*args)`` for ``target``: the relevance of ``args[argnums]``.
 
@@ -348,6 +421,12 @@ def explain(
     Composes with ``jax.jit`` and ``jax.vmap``. Called eagerly, it compiles the explanation once
     per (function, composite, shapes) with ``jax.jit`` and reuses it.
 
+    Integer arguments (token ids) are explained at the embedding lookups they index: the
+    relevance of the looked-up vectors, summed over their features (and over all lookups of the
+    ids), one value per token::
+
+        R = jaxlrp.explain(model.apply, variables, token_ids, target=label)  # token_ids.shape
+
     Args:
       fn: returns logits ``(batch, classes)`` or ``(classes,)``; a Flax linen ``model.apply``,
         any pure JAX function, or a Flax nnx module (called as ``fn(*args)``).
@@ -357,24 +436,27 @@ def explain(
       composite: the rules (``Composite(default=rules.Epsilon())`` when None).
       argnums: the argument(s) to explain (default: the last).
       batched: see :func:`lrp`.
+      keep_features: for integer arguments, keep the lookups' feature axes (see :func:`lrp`):
+        relevance of shape ``token_ids.shape + (d,)``.
 
     Returns:
       Relevance with the shape (and pytree structure) of ``args[argnums]``.
 
     Raises:
       ValueError: for a target index out of range, a target of the wrong shape, non-float
-        inputs, or argnums out of range. (A target traced by an enclosing ``jax.jit`` cannot be
-        range-checked; there an out-of-range index gives zero relevance.)
+        inputs that index no embedding lookup, or argnums out of range. (A target traced by an
+        enclosing ``jax.jit`` cannot be range-checked; there an out-of-range index gives zero
+        relevance.)
       UnsupportedPrimitiveError: for a primitive on the relevance path that jaxlrp cannot
         handle (naming the primitive, its shapes and its module).
     """
     if not COMPILE_EAGER_CALLS or _is_traced((args, target)):
-        return _explain(fn, args, target, composite, argnums, batched)
+        return _explain(fn, args, target, composite, argnums, batched, keep_features)
     # validate eagerly (clear errors with concrete values), then run compiled; an nnx module
     # becomes a function of its state (one compiled function per graph definition)
     call, call_args, nums = _as_function(fn, args, argnums)
     _normalize_argnums(nums, len(call_args))
-    compiled = _compiled(call, composite, nums, batched)
+    compiled = _compiled(call, composite, nums, batched, keep_features)
     _check_target(compiled.out_shape(call, call_args), target)
     return compiled.run(call_args, jnp.asarray(target))
 

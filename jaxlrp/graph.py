@@ -16,8 +16,9 @@ included (each body is a :class:`~jaxlrp.plan.Plan` held by its control node):
 * **affine layers**: a chain of affine ops with parameters that no layer absorbs (pre-activation
   batch norm, a norm's shift on a residual sum or on the input) becomes an element-wise layer
   ``z = a ⊙ s + t`` of kind ``"affine"``, which gets the composite's layer rule;
-* **patterns** (``patterns.py``): gates ``x ⊙ σ(·)``, sums followed by a scaling (means),
-  element-wise chains of one input (softmax, GELU) as one node;
+* **patterns** (``patterns.py``): gates ``x ⊙ σ(·)``, normalizations ``x · 1/√(var + ε)``,
+  sums followed by a scaling (means), element-wise chains of one input (GELU, SiLU) and
+  softmaxes as one node, products with attention weights;
 * **non-negativity**: values known to be ``>= 0`` (ReLU outputs, their pooling; the table's
   ``nonneg`` field), so rules skip terms on negative inputs, which are exactly zero there;
 * **names, indices and positions** over the whole program (``layer_names.py``,
@@ -42,7 +43,10 @@ from jaxlrp.patterns import (
     absorb_scalings,
     find_affine_chains,
     gate_operand,
+    mark_attention,
     merge_activation_chains,
+    merge_softmax,
+    norm_operand,
 )
 from jaxlrp.plan import LayerSpec, NodeKind, NodeSpec, Plan
 from jaxlrp.positions import mark_positions
@@ -132,9 +136,14 @@ def _analyze(
         if kind == NodeKind.CONTROL:
             nodes[i] = _control_node(eqn, entry, act, active, nonneg, operand_path, loop)
             continue
-        gate = gate_operand(eqn, act, producer, program) if kind == NodeKind.PRODUCT else None
-        if gate is not None:
-            kind = NodeKind.GATE
+        gate = None
+        if kind == NodeKind.PRODUCT:
+            gate = gate_operand(eqn, act, producer, program)
+            if gate is not None:
+                kind = NodeKind.GATE
+            else:
+                gate = norm_operand(eqn, act, producer, program, active)
+                kind = NodeKind.PRODUCT if gate is None else NodeKind.NORM
         nodes[i] = NodeSpec(kind, entry, act, routes, gate)
         if kind == NodeKind.BLOCK:
             continue
@@ -171,6 +180,8 @@ def _analyze(
 
     find_affine_chains(program, nodes, source, active, uses, outputs, skip, register)
     merge_activation_chains(program, nodes, skip, uses, outputs)
+    merge_softmax(program, nodes, skip, uses, outputs)
+    mark_attention(program, nodes)
     describe_layers(program, layers, producer, input_paths, loop)
     return Plan(program, active, nonneg, layers, skip, nodes, loop)
 

@@ -150,13 +150,14 @@ def ledger(
     traced = _trace(call, call_args, nums)
     plan = traced.plan
     is_batched = batched if batched is not None else len(plan.program.outputs[0].shape) >= 2
-    leaves = [traced.flat_args[k] for k in traced.active_index]
+    inputs, _ = traced.inputs()
+    leaves = [inputs[k] for k in traced.active_index]
     taps = [jnp.zeros_like(x) for x in leaves]
     active_vars = [plan.program.inputs[k] for k in traced.active_index]
     meta = _entries_meta(plan, composite)
 
     def run(leaves_, taps_, probes, record):
-        values = list(traced.flat_args)
+        values = list(inputs)
         for k, v in zip(traced.active_index, leaves_, strict=True):
             values[k] = v
         seen: dict[Site, Array] = {}

@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxlrp.canonize import Fold, follow_chain, is_parameter_shift, with_constant
 from jaxlrp.plan import NodeKind, NodeSpec
-from jaxlrp.primitives import has
+from jaxlrp.primitives import PrimitiveKind, has, lookup
 from jaxlrp.rules.base import concrete
 from jaxlrp.tracing import Const, Eqn, Program, Var
 
@@ -265,3 +265,134 @@ def _separable(program: Program, nodes: dict[int, NodeSpec], end: int) -> bool:
                 return False
             through.update(eqn.outputs)
     return True
+
+
+def _factor_root(x: Any, want: str, producer: dict[Var, int], program: Program,
+                 active: set[Var]) -> bool:  # fmt: skip
+    """Whether ``x`` is ``1/√(·)`` (``want="inverse_root"``) or ``√(·)`` (``"root"``) of a value
+    computed through a reduction, seen through shape-only ops, affine ops with constants
+    (``rsqrt(var + ε) · γ``, ``√var + ε``) and reciprocals (``1 / √var``)."""
+    for _ in range(16):
+        if not (isinstance(x, Var) and x in producer):
+            return False
+        eqn = program.eqns[producer[x]]
+        entry = lookup(eqn.name)
+        if entry is None:
+            return False
+        if entry.shape_only:
+            x = eqn.inputs[0]
+            continue
+        if entry.role == want:
+            return _reduces(eqn.inputs[0], producer, program)
+        signal = [k for k, y in enumerate(eqn.inputs) if isinstance(y, Var) and y in active]
+        if eqn.name not in ("mul", "div", "add", "sub") or len(signal) != 1:
+            return False
+        if eqn.name == "div" and signal == [1]:  # a reciprocal: 1/√ ↔ √
+            want = "root" if want == "inverse_root" else "inverse_root"
+        x = eqn.inputs[signal[0]]
+    return False
+
+
+def _reduces(x: Any, producer: dict[Var, int], program: Program) -> bool:
+    """Whether ``x`` is computed from a sum reduction (a mean, a variance) within a few steps."""
+    frontier, seen = [x], 0
+    while frontier and seen < 24:
+        y = frontier.pop()
+        if not (isinstance(y, Var) and y in producer):
+            continue
+        eqn = program.eqns[producer[y]]
+        seen += 1
+        entry = lookup(eqn.name)
+        if entry is not None and entry.kind == PrimitiveKind.SUM:
+            return True
+        frontier.extend(eqn.inputs)
+    return False
+
+
+def norm_operand(
+    eqn: Eqn, act: list[int], producer: dict[Var, int], program: Program, active: set[Var]
+) -> int | None:
+    """For a normalization ``x · 1/√(v + ε)`` or ``x / √(v + ε)`` with ``v`` a statistic (a
+    reduction: LayerNorm, RMSNorm, GroupNorm, L2 normalization): the position in ``act`` of the
+    normalizer; None for other products."""
+    if len(act) != 2:
+        return None
+    if eqn.name == "div":
+        is_norm = act == [0, 1] and _factor_root(eqn.inputs[1], "root", producer, program, active)
+        return 1 if is_norm else None
+    if eqn.name != "mul":
+        return None
+    found = [position for position, k in enumerate(act)
+             if _factor_root(eqn.inputs[k], "inverse_root", producer, program, active)]  # fmt: skip
+    return found[0] if len(found) == 1 else None
+
+
+def merge_softmax(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    skip: set[int],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+) -> None:
+    """Evaluate each softmax ``e / Σ e`` with ``e = exp(·)`` (``jax.nn.softmax`` inlined: the
+    exponential chain ``exp(x − stop_gradient(max x))``, its sum, the broadcast, the division) as
+    one node of kind ``softmax`` whose input is the exponential chain's input."""
+    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
+    for i, spec in sorted(nodes.items()):
+        eqn = program.eqns[i]
+        if eqn.name != "div" or spec.kind != NodeKind.PRODUCT or spec.active_inputs != [0, 1]:
+            continue
+        numerator, x = eqn.inputs
+        j = producer.get(numerator)
+        chain = nodes.get(j) if j is not None else None
+        if chain is None or chain.kind != NodeKind.ACTIVATION or not has_role(program.eqns[j],
+                                                                              "exp"):  # fmt: skip
+            continue
+        moves = []
+        while x in producer and has(program.eqns[producer[x]].name, "shape_only"):
+            moves.append(producer[x])
+            x = program.eqns[producer[x]].inputs[0]
+        k = producer.get(x)
+        total = nodes.get(k) if k is not None else None
+        if (total is None or total.kind != NodeKind.SUM or total.post
+                or program.eqns[k].inputs[0] is not numerator):  # fmt: skip
+            continue
+        members = [chain.first, *chain.post] if chain.post else [j]
+        inner = [k, *moves]
+        values = [program.eqns[m].outputs[0] for m in [*members[:-1], *inner]]
+        if any(v in outputs or len(uses.get(v, [])) != 1 for v in values):
+            continue
+        if numerator in outputs or sorted(uses.get(numerator, [])) != sorted([k, i]):
+            continue
+        post = sorted([*members[1:], *inner, i])
+        for m in [*members, *inner]:
+            nodes.pop(m, None)
+        nodes[i] = NodeSpec(NodeKind.SOFTMAX, chain.entry, chain.active_inputs,
+                            post=post, first=members[0])  # fmt: skip
+        skip.update([*members, *inner])
+
+
+def has_role(eqn: Eqn, role: str) -> bool:
+    """Whether ``eqn``'s primitive has the table ``role``."""
+    entry = lookup(eqn.name)
+    return entry is not None and entry.role == role
+
+
+def mark_attention(program: Program, nodes: dict[int, NodeSpec]) -> None:
+    """A product of two activations one of which is a softmax output (seen through shape-only
+    ops) is an *attention* node ``A·v``; ``gate`` is the position of ``A``."""
+    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
+    for i, spec in nodes.items():
+        if spec.kind != NodeKind.PRODUCT or len(spec.active_inputs) != 2:
+            continue
+        found = []
+        for position, k in enumerate(spec.active_inputs):
+            x = program.eqns[i].inputs[k]
+            while x in producer and has(program.eqns[producer[x]].name, "shape_only"):
+                x = program.eqns[producer[x]].inputs[0]
+            j = producer.get(x)
+            if j is not None and j in nodes and nodes[j].kind == NodeKind.SOFTMAX:
+                found.append(position)
+        if len(found) == 1:
+            spec.kind = NodeKind.ATTENTION
+            spec.gate = found[0]

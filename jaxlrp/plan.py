@@ -35,15 +35,19 @@ class NodeKind(enum.StrEnum):
     MAX = "max"  # a max reduction or routing op: the max rule
     PRODUCT = "product"  # a product of several activations: the product rule
     GATE = "gate"  # a product with a gate σ(·): the gate rule
+    NORM = "norm"  # x ⊙ 1/√(var + ε) (LayerNorm, RMSNorm, GroupNorm): the norm rule
+    SOFTMAX = "softmax"  # exp(x) / Σ exp(x), as one node: the softmax rule
+    ATTENTION = "attention"  # a product with attention weights (a softmax output): A·v
     BLOCK = "block"  # stop_gradient: no relevance
     PLAIN = "plain"  # integer or boolean result: no relevance
     CONTROL = "control"  # scan/cond: bodies evaluated with the same rules
     LAYER = "layer"  # a dense/conv equation (becomes a layer unit)
 
 
-RULED_KINDS = frozenset(
-    {NodeKind.ACTIVATION, NodeKind.SUM, NodeKind.MAX, NodeKind.PRODUCT, NodeKind.GATE}
-)
+RULED_KINDS = frozenset({
+    NodeKind.ACTIVATION, NodeKind.SUM, NodeKind.MAX, NodeKind.PRODUCT, NodeKind.GATE,
+    NodeKind.NORM, NodeKind.SOFTMAX, NodeKind.ATTENTION,
+})  # fmt: skip
 """Node kinds whose backward pass is a rule chosen by the composite (``node_rule(kind)``)."""
 
 
@@ -114,7 +118,9 @@ class NodeInfo:
       sum_fn: for max nodes, the matching sum (proportional max pooling), else None.
       name_stack: the Flax/JAX name stack (module) the equation came from.
       description: primitive, operand and result shapes and module, for error messages.
-      gate: for gate nodes (``x ⊙ σ(·)``), the position of the gate among the active inputs.
+      gate: for gate, norm and attention nodes, the position among the active inputs of the
+        modulating factor: the gate ``σ(·)``, the normalizer ``1/√(var + ε)`` (or the divisor
+        ``√(var + ε)``), the attention weights ``A`` of ``A·v``.
     """
 
     kind: NodeKind
@@ -162,7 +168,7 @@ class NodeSpec:
     entry: PrimitiveInfo | None
     active_inputs: list[int]  # operand positions that are active
     routes: bool = False
-    gate: int | None = None  # for gates: which active input (position in active_inputs) is σ(·)
+    gate: int | None = None  # gate/norm/attention: position in active_inputs of the factor
     # equations evaluated after the node's own one as part of the same node, in program order:
     # for sums, the single-use scalings by constants that follow (average pooling's ``/ n``),
     # so that Norm stabilizes the pooled *mean*; for activations, the rest of an element-wise

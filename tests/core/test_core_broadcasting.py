@@ -141,9 +141,26 @@ def test_broadcast_operand_receives_summed_relevance():
     np.testing.assert_allclose(got.sum(), r.sum(), rtol=1e-5)
 
 
-def test_softmax_denominator_receives_summed_half_of_the_relevance():
-    # s = e / Σe with e = exp(x): UniformProduct's quotient branch gives e and Σe R/2 each, Σe's
+def test_quotient_denominator_receives_summed_half_of_the_relevance():
+    # s = e / Σe with e = x²: UniformProduct's quotient branch gives e and Σe R/2 each, Σe's
     # share summed over the broadcast axis, then redistributed by the sum (Norm) as e_j / Σe.
+    # (With e = exp(x) the quotient is a softmax, one node: see the next tests.)
+    x = np.array([[0.3, -1.2, 0.8, 0.1], [-0.5, 0.4, 1.1, -0.9]])
+    r = np.array([[0.0, 1.0, 0.0, 0.0], [0.2, -0.1, 0.7, 0.3]])
+
+    def share(x):
+        e = jnp.square(x)
+        return e / jnp.sum(e, -1, keepdims=True)
+
+    got = lrp(share, jnp.asarray(x, jnp.float32), r)
+    e = np.square(x)
+    total = e.sum(-1, keepdims=True)
+    expected = r / 2 + e / stab(total) * r.sum(-1, keepdims=True) / 2
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(), r.sum(), rtol=1e-5)
+
+
+def test_a_written_out_softmax_is_one_node_that_passes_relevance():
     x = np.array([[0.3, -1.2, 0.8, 0.1], [-0.5, 0.4, 1.1, -0.9]])
     r = np.array([[0.0, 1.0, 0.0, 0.0], [0.2, -0.1, 0.7, 0.3]])
 
@@ -151,12 +168,7 @@ def test_softmax_denominator_receives_summed_half_of_the_relevance():
         e = jnp.exp(x)
         return e / jnp.sum(e, -1, keepdims=True)
 
-    got = lrp(softmax, jnp.asarray(x, jnp.float32), r)
-    e = np.exp(x)
-    total = e.sum(-1, keepdims=True)
-    expected = r / 2 + e / stab(total) * r.sum(-1, keepdims=True) / 2
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got.sum(), r.sum(), rtol=1e-5)
+    np.testing.assert_allclose(lrp(softmax, jnp.asarray(x, jnp.float32), r), r, atol=1e-6)
 
 
 def test_jax_nn_softmax_conserves_relevance():

@@ -108,3 +108,18 @@ def test_no_nan_for_outputs_with_zero_logit(mlp):
     r = jaxlrp.explain(model.apply, zeroed, x, target=0,
                        composite=composites.Composite(rules.Gamma()))
     assert np.all(np.isfinite(r)) and np.all(r == 0)
+
+
+def test_no_nan_from_epsilon_zero_on_an_exactly_zero_layer_output():
+    """``Epsilon(0.0)`` is LRP-0: where a layer's output is exactly 0 it passes no relevance."""
+    w1 = jnp.array([[1.0, -1.0], [0.5, 2.0], [-1.0, 0.3]])
+    w2 = jnp.array([[1.0], [2.0]])
+    w3 = jnp.array([[0.2], [-0.4], [1.0]])
+
+    def f(x):  # relu(-1) = 0: the second layer's input and output are exactly 0
+        return jax.nn.relu(x) @ w1 @ w2 + x @ w3
+
+    relevance = jaxlrp.explain(f, -jnp.ones((1, 3)), target=0,
+                               composite=composites.Composite(rules.Epsilon(0.0)))  # fmt: skip
+    assert np.all(np.isfinite(relevance))
+    np.testing.assert_allclose(relevance.sum(), f(-jnp.ones((1, 3)))[0, 0], rtol=1e-5)

@@ -28,10 +28,10 @@ def _mnist_state_dict() -> dict[str, np.ndarray]:
 def test_available_models():
     assert set(available_models()) == {
         "vgg16", "vgg16_bn", "resnet18", "resnet50", "efficientnet_lite0", "mnist_cnn",
-        "all_minilm_l6_v2",
+        "vit_b16", "vit_tiny", "all_minilm_l6_v2", "gemma3_270m",
     }  # fmt: skip
     assert "all_minilm_l6_v2" not in available_models("image")
-    assert available_models("text") == ("all_minilm_l6_v2",)
+    assert available_models("text") == ("all_minilm_l6_v2", "gemma3_270m")
 
 
 def test_unknown_name_lists_the_valid_ones():
