@@ -179,9 +179,9 @@ def _analyze(
         _add_unit(program, layer, members, nonneg, layers, skip, nodes)
 
     find_affine_chains(program, nodes, source, active, uses, outputs, skip, register)
-    merge_activation_chains(program, nodes, skip, uses, outputs)
-    merge_softmax(program, nodes, skip, uses, outputs)
-    mark_attention(program, nodes)
+    merge_activation_chains(program, nodes, skip, uses, outputs, producer)
+    merge_softmax(program, nodes, skip, uses, outputs, producer)
+    mark_attention(program, nodes, producer)
     describe_layers(program, layers, producer, input_paths, loop)
     return Plan(program, active, nonneg, layers, skip, nodes, loop)
 

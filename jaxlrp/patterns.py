@@ -140,6 +140,7 @@ def merge_activation_chains(
     skip: set[int],
     uses: dict[Var, list[int]],
     outputs: set[Var],
+    producer: dict[Var, int],
 ) -> None:
     """Evaluate each maximal element-wise chain of one input as one activation node.
 
@@ -151,7 +152,6 @@ def merge_activation_chains(
     Non-active operands (constants, ``stop_gradient``'d values) stay constants of the node.
     """
     chain_of: dict[int, tuple[list[int], set[Var]]] = {}  # anchor -> (members, inputs)
-    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
 
     def candidate(i: int) -> bool:
         spec = nodes.get(i)
@@ -333,11 +333,11 @@ def merge_softmax(
     skip: set[int],
     uses: dict[Var, list[int]],
     outputs: set[Var],
+    producer: dict[Var, int],
 ) -> None:
     """Evaluate each softmax ``e / Σ e`` with ``e = exp(·)`` (``jax.nn.softmax`` inlined: the
     exponential chain ``exp(x − stop_gradient(max x))``, its sum, the broadcast, the division) as
     one node of kind ``softmax`` whose input is the exponential chain's input."""
-    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
     for i, spec in sorted(nodes.items()):
         eqn = program.eqns[i]
         if eqn.name != "div" or spec.kind != NodeKind.PRODUCT or spec.active_inputs != [0, 1]:
@@ -348,10 +348,7 @@ def merge_softmax(
         if chain is None or chain.kind != NodeKind.ACTIVATION or not has_role(program.eqns[j],
                                                                               "exp"):  # fmt: skip
             continue
-        moves = []
-        while x in producer and has(program.eqns[producer[x]].name, "shape_only"):
-            moves.append(producer[x])
-            x = program.eqns[producer[x]].inputs[0]
+        x, moves = _through_shape_only(x, producer, program)
         k = producer.get(x)
         total = nodes.get(k) if k is not None else None
         if (total is None or total.kind != NodeKind.SUM or total.post
@@ -372,24 +369,34 @@ def merge_softmax(
         skip.update([*members, *inner])
 
 
+def _through_shape_only(
+    x: Any, producer: dict[Var, int], program: Program
+) -> tuple[Any, list[int]]:
+    """The value ``x`` is a reshape/broadcast/cast of, and the indices of those shape-only
+    equations, outermost first."""
+    moves = []
+    while isinstance(x, Var) and x in producer and has(program.eqns[producer[x]].name,
+                                                       "shape_only"):  # fmt: skip
+        moves.append(producer[x])
+        x = program.eqns[producer[x]].inputs[0]
+    return x, moves
+
+
 def has_role(eqn: Eqn, role: str) -> bool:
     """Whether ``eqn``'s primitive has the table ``role``."""
     entry = lookup(eqn.name)
     return entry is not None and entry.role == role
 
 
-def mark_attention(program: Program, nodes: dict[int, NodeSpec]) -> None:
+def mark_attention(program: Program, nodes: dict[int, NodeSpec], producer: dict[Var, int]) -> None:
     """A product of two activations one of which is a softmax output (seen through shape-only
     ops) is an *attention* node ``A·v``; ``gate`` is the position of ``A``."""
-    producer = {v: i for i, eqn in enumerate(program.eqns) for v in eqn.outputs}
     for i, spec in nodes.items():
         if spec.kind != NodeKind.PRODUCT or len(spec.active_inputs) != 2:
             continue
         found = []
         for position, k in enumerate(spec.active_inputs):
-            x = program.eqns[i].inputs[k]
-            while x in producer and has(program.eqns[producer[x]].name, "shape_only"):
-                x = program.eqns[producer[x]].inputs[0]
+            x, _ = _through_shape_only(program.eqns[i].inputs[k], producer, program)
             j = producer.get(x)
             if j is not None and j in nodes and nodes[j].kind == NodeKind.SOFTMAX:
                 found.append(position)

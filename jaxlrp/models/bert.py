@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlrp.models.convert import torch_prefix
+from jaxlrp.models.convert import param_leaves, set_leaf, torch_prefix
 
 __all__ = [
     "Bert",
@@ -298,16 +298,6 @@ class Bert(nn.Module):
         return self.encoder(x, mask_bias)
 
 
-def _leaves(tree: Mapping, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    found: dict[tuple[str, ...], Any] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping):
-            found.update(_leaves(value, (*path, name)))
-        else:
-            found[(*path, name)] = value
-    return found
-
-
 _TORCH_LEAF = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}
 
 
@@ -332,7 +322,7 @@ def convert_bert_state_dict(state_dict: Mapping[str, Any], template: Mapping) ->
     """
     state = {key.removeprefix("bert."): value for key, value in state_dict.items()}
     plan = {}
-    for path, leaf in _leaves(template["params"]).items():
+    for path, leaf in param_leaves(template["params"]).items():
         key = f"{torch_prefix(path[:-1])}.{_TORCH_LEAF[path[-1]]}"
         plan[key] = (path, leaf)
     missing = sorted(set(plan) - set(state))
@@ -354,10 +344,7 @@ def convert_bert_state_dict(state_dict: Mapping[str, Any], template: Mapping) ->
                 f"state dict entry {key!r} has shape {tuple(np.asarray(state[key]).shape)}, "
                 f"the model expects {tuple(leaf.shape)} (after transposing Linear weights)"
             )
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(array, dtype=leaf.dtype)
+        set_leaf(params, path, jnp.asarray(array, dtype=leaf.dtype))
     return {"params": params}
 
 
@@ -374,7 +361,7 @@ def random_bert_variables(template: Mapping, seed: int, std: float = 0.02) -> di
     """
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
-    for path, leaf in _leaves(template["params"]).items():
+    for path, leaf in param_leaves(template["params"]).items():
         shape = tuple(leaf.shape)
         if path[-1] in ("kernel", "embedding"):
             value = np.float32(std) * rng.standard_normal(shape, dtype=np.float32)
@@ -382,8 +369,5 @@ def random_bert_variables(template: Mapping, seed: int, std: float = 0.02) -> di
             value = np.ones(shape, np.float32)
         else:
             value = np.zeros(shape, np.float32)
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(value, dtype=leaf.dtype)
+        set_leaf(params, path, jnp.asarray(value, dtype=leaf.dtype))
     return {"params": params}

@@ -51,7 +51,19 @@ def _leaf_modules(tree: Mapping, path: tuple[str, ...] = ()) -> dict[tuple[str, 
     return found
 
 
-def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
+def param_leaves(tree: Mapping, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """The arrays of a nested ``params`` dict, by path (``("encoder", "layer_0", "kernel")``)."""
+    found: dict[tuple[str, ...], Any] = {}
+    for name, value in tree.items():
+        if isinstance(value, Mapping):
+            found.update(param_leaves(value, (*path, name)))
+        else:
+            found[(*path, name)] = value
+    return found
+
+
+def set_leaf(tree: dict, path: tuple[str, ...], value: Any) -> None:
+    """``tree[path[0]][path[1]]… = value``, creating the nested dicts on the way."""
     for part in path[:-1]:
         tree = tree.setdefault(part, {})
     tree[path[-1]] = value
@@ -151,5 +163,5 @@ def convert_state_dict(
         leaf = template
         for part in target:
             leaf = leaf[part]
-        _set(variables, target, jnp.asarray(convert(array), dtype=leaf.dtype))
+        set_leaf(variables, target, jnp.asarray(convert(array), dtype=leaf.dtype))
     return variables

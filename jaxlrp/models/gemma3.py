@@ -53,6 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.models.convert import param_leaves, set_leaf
+
 __all__ = [
     "GEMMA3_270M",
     "Gemma3",
@@ -439,16 +441,6 @@ def _flax_path(key: str) -> tuple[tuple[str, ...], bool] | None:
     return None
 
 
-def _leaves(tree: Mapping, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    found: dict[tuple[str, ...], Any] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping):
-            found.update(_leaves(value, (*path, name)))
-        else:
-            found[(*path, name)] = value
-    return found
-
-
 def convert_gemma3_tensors(tensors: Mapping[str, Any], template: Mapping) -> dict[str, dict]:
     """Variables of :class:`Gemma3` from GGUF tensors or a Hugging Face state dict.
 
@@ -468,7 +460,7 @@ def convert_gemma3_tensors(tensors: Mapping[str, Any], template: Mapping) -> dic
     Raises:
         ValueError: Naming every missing and unexpected key, or the first wrong shape.
     """
-    wanted = _leaves(template["params"])
+    wanted = param_leaves(template["params"])
     params: dict[str, Any] = {}
     placed, unexpected = set(), []
     for key, value in tensors.items():
@@ -491,10 +483,7 @@ def convert_gemma3_tensors(tensors: Mapping[str, Any], template: Mapping) -> dic
                 f"tensor {key!r} has shape {np.shape(value)}, the model expects "
                 f"{tuple(wanted[path].shape)} (after transposing projections)"
             )
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(array, dtype=wanted[path].dtype)
+        set_leaf(params, path, jnp.asarray(array, dtype=wanted[path].dtype))
         placed.add(path)
     missing = sorted("/".join(path) for path in set(wanted) - placed)
     if missing or unexpected:
@@ -516,14 +505,11 @@ def random_gemma3_variables(template: Mapping, seed: int, std: float = 0.02) -> 
     """
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
-    for path, leaf in _leaves(template["params"]).items():
+    for path, leaf in param_leaves(template["params"]).items():
         shape = tuple(leaf.shape)
         if path[-1] == "scale":
             value = np.ones(shape, np.float32)
         else:
             value = np.float32(std) * rng.standard_normal(shape, dtype=np.float32)
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(value, dtype=leaf.dtype)
+        set_leaf(params, path, jnp.asarray(value, dtype=leaf.dtype))
     return {"params": params}

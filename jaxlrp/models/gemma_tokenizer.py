@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxlrp.models.token_batches import pad_batch
+
 __all__ = [
     "CONTROL",
     "NORMAL",
@@ -215,16 +217,7 @@ class GemmaTokenizer:
 
         With causal attention, right padding does not change the logits of the real tokens.
         """
-        if isinstance(texts, str) or not texts:
-            raise ValueError("pass a non-empty list of texts (use encode for one text)")
-        encoded = [self.encode(text) for text in texts]
-        longest = max(len(ids) for ids in encoded)
-        token_ids = np.full((len(encoded), longest), self.pad_id, np.int32)
-        mask = np.zeros((len(encoded), longest), np.int32)
-        for row, ids in enumerate(encoded):
-            token_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
-        return token_ids, mask
+        return pad_batch(texts, self.encode, self.pad_id)
 
     def __repr__(self) -> str:
         return f"GemmaTokenizer(vocab_size={self.vocab_size})"

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlrp.models.bert import BertConfig
+from jaxlrp.models.token_batches import pad_batch
 
 __all__ = [
     "MINILM_CONFIG",
@@ -127,16 +128,7 @@ class WordPieceTokenizer:
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """A padded batch: int32 ``(token_ids, attention_mask)``, both ``(batch, longest)``."""
-        if isinstance(texts, str) or not texts:
-            raise ValueError("pass a non-empty list of texts (use encode for one text)")
-        encoded = [self.encode(text) for text in texts]
-        longest = max(len(ids) for ids in encoded)
-        token_ids = np.full((len(encoded), longest), self.pad_id, np.int32)
-        mask = np.zeros((len(encoded), longest), np.int32)
-        for row, ids in enumerate(encoded):
-            token_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
-        return token_ids, mask
+        return pad_batch(texts, self.encode, self.pad_id)
 
     def __repr__(self) -> str:
         return f"WordPieceTokenizer(vocab_size={self._tokenizer.get_vocab_size()})"

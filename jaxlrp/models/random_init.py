@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.models.convert import set_leaf
+
 __all__ = ["random_variables"]
 
 
@@ -41,10 +43,7 @@ def random_variables(template: Mapping, seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path, (_, leaf) in zip(paths, flat, strict=True):
         value = _draw_leaf(rng, path, tuple(leaf.shape), path[1:-1] in norms)
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(value, dtype=leaf.dtype)
+        set_leaf(out, path, jnp.asarray(value, dtype=leaf.dtype))
     return out
 
 

@@ -61,6 +61,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.models.convert import param_leaves, set_leaf
+
 __all__ = [
     "VIT_B16",
     "VIT_TINY",
@@ -217,16 +219,6 @@ class ViT(nn.Module):
         return _Heads(config, name="heads")(x[:, 0])
 
 
-def _leaves(tree: Mapping, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    found: dict[tuple[str, ...], Any] = {}
-    for name, value in tree.items():
-        if isinstance(value, Mapping):
-            found.update(_leaves(value, (*path, name)))
-        else:
-            found[(*path, name)] = value
-    return found
-
-
 _TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias"}
 
 
@@ -277,7 +269,8 @@ def convert_vit_state_dict(state_dict: Mapping[str, Any], template: Mapping) -> 
         ValueError: Naming every missing and unexpected key, or the first key whose shape
             differs from the model's (both in torch layout).
     """
-    plan = {vit_torch_key(path): (path, leaf) for path, leaf in _leaves(template["params"]).items()}
+    leaves = param_leaves(template["params"])
+    plan = {vit_torch_key(path): (path, leaf) for path, leaf in leaves.items()}
     missing = sorted(set(plan) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(plan))
     if missing or unexpected:
@@ -294,10 +287,7 @@ def convert_vit_state_dict(state_dict: Mapping[str, Any], template: Mapping) -> 
                 f"state dict entry {key!r} has shape {tuple(array.shape)}, "
                 f"the model expects {expected}"
             )
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(_from_torch_layout(path, array), dtype=leaf.dtype)
+        set_leaf(params, path, jnp.asarray(_from_torch_layout(path, array), dtype=leaf.dtype))
     return {"params": params}
 
 
@@ -315,7 +305,7 @@ def random_vit_variables(template: Mapping, seed: int) -> dict[str, dict]:
     """
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
-    for path, leaf in _leaves(template["params"]).items():
+    for path, leaf in param_leaves(template["params"]).items():
         shape = tuple(leaf.shape)
         if path[-1] == "kernel":
             std = np.float32(1.0 / math.sqrt(int(np.prod(shape[:-1]))))
@@ -326,8 +316,5 @@ def random_vit_variables(template: Mapping, seed: int) -> dict[str, dict]:
             value = np.ones(shape, np.float32)
         else:
             value = np.zeros(shape, np.float32)
-        node = params
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = jnp.asarray(value, dtype=leaf.dtype)
+        set_leaf(params, path, jnp.asarray(value, dtype=leaf.dtype))
     return {"params": params}
