@@ -370,17 +370,29 @@ def _identity(obj: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
     return (id(obj),), (obj,)
 
 
+def _composite_key(composite: Any) -> Any:
+    """Composites (and their rules) compare and hash by value, so equal composites built anew in
+    each call share one compiled explanation; an unhashable user-defined one is keyed by identity."""
+    try:
+        hash(composite)
+    except TypeError:
+        return ("id", id(composite))
+    return ("value", composite)
+
+
 def _compiled(
     fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None, keep_features: bool
 ) -> _Compiled:
-    """The jitted explainer for (fn, composite), cached while both objects are alive in the cache.
+    """The jitted explainer for (fn, composite): one per function object and composite *value*,
+    cached while the function is alive in the cache.
 
     Eager calls run through ``jax.jit``: one compilation instead of one per primitive.
     """
     fn_ids, fn_owners = _identity(fn)
-    owners = (*fn_owners, composite)
+    composite_key = _composite_key(composite)
+    owners = fn_owners if composite_key[0] == "value" else (*fn_owners, composite)
     nums = argnums if isinstance(argnums, int) else tuple(argnums)
-    key = (fn_ids, id(composite), nums, batched, keep_features)
+    key = (fn_ids, composite_key, nums, batched, keep_features)
     hit = _COMPILED.get(key)
     if hit is not None and all(a is b for a, b in zip(hit.owners, owners, strict=True)):
         _COMPILED.move_to_end(key)

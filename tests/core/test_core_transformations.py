@@ -139,6 +139,34 @@ def test_eager_calls_compiled_with_jit_agree_with_op_by_op(monkeypatch):
         jaxlrp.explain(model.apply, variables, x, target=9, composite=EGB)
 
 
+def test_equal_composites_built_anew_in_each_call_compile_once(monkeypatch):
+    """The docstrings build the composite inline; equal values must not recompile (issue 13)."""
+    import sys
+
+    import jax.numpy as jnp
+
+    module = sys.modules["jaxlrp.explain"]
+    model = SmallCNN()
+    x = images((2, 12, 12, 3))
+    variables = init(model, x)
+    monkeypatch.setattr(module, "COMPILE_EAGER_CALLS", True)
+    monkeypatch.setattr(module, "_COMPILED", type(module._COMPILED)())
+    for _ in range(3):
+        jaxlrp.explain(model.apply, variables, x, target=1,
+                       composite=composites.EpsilonGammaBox(low=-1.0, high=1.0))
+    # per-channel bounds as arrays: equal by content
+    for _ in range(2):
+        box = composites.EpsilonGammaBox(low=jnp.full((3,), -1.0), high=jnp.full((3,), 1.0))
+        jaxlrp.explain(model.apply, variables, x, target=1, composite=box)
+    entries = list(module._COMPILED.values())
+    assert len(entries) == 2
+    assert all(entry.run._cache_size() == 1 for entry in entries)
+    # a different value is a different explanation
+    jaxlrp.explain(model.apply, variables, x, target=1,
+                   composite=composites.EpsilonGammaBox(low=-2.0, high=1.0))
+    assert len(module._COMPILED) == 3
+
+
 def test_compiled_eager_calls_on_an_nnx_module_see_its_current_state(monkeypatch):
     import sys
 

@@ -24,8 +24,8 @@ import numpy as np
 
 # Keras reads its backend once, at import.
 os.environ["KERAS_BACKEND"] = "jax"
-# transformers would otherwise import torch (seconds) to look for PyTorch classes.
-os.environ.setdefault("USE_TORCH", "0")
+# No USE_TORCH=0 here: it would leak into every later test of the same process (and into their
+# child processes), hiding torch from transformers' PyTorch classes that the parity tests use.
 os.environ.setdefault("USE_TF", "0")
 
 BATCH = 2

@@ -123,9 +123,11 @@ def lxt_relevance(
             weights=str(model_dir / "model.safetensors"), config=str(model_dir / "config.json"),
             attn_implementation=attn_implementation,
         )  # fmt: skip
+        # The child needs transformers' PyTorch classes, whatever backend switches this process has.
+        env = {k: v for k, v in os.environ.items() if k not in ("USE_TORCH", "USE_TF", "USE_FLAX")}
         done = subprocess.run(
             [sys.executable, os.path.abspath(__file__), inputs, outputs],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True, text=True, timeout=timeout, env=env,
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"LXT child process failed:\n{done.stdout}\n{done.stderr}")
