@@ -372,7 +372,8 @@ def _identity(obj: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
 
 def _composite_key(composite: Any) -> Any:
     """Composites (and their rules) compare and hash by value, so equal composites built anew in
-    each call share one compiled explanation; an unhashable user-defined one is keyed by identity."""
+    each call share one compiled explanation; an unhashable user-defined one is keyed by
+    identity."""
     try:
         hash(composite)
     except TypeError:
