@@ -106,6 +106,7 @@ def many_classes(explain_top_classes, names, x, pixels):  # noqa: ANN001, ANN201
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="output directory (default: out/)")
     parser.add_argument("--top", type=int, default=5, help="classes of each photo to explain")

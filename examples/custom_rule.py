@@ -57,6 +57,7 @@ class Net(nn.Module):
 
 
 def main() -> dict[str, jax.Array]:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     model = Net()
     x = jax.random.uniform(jax.random.PRNGKey(0), (2, 16, 16, 3))
     variables = model.init(jax.random.PRNGKey(1), x)

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 
+import jaxlrp
 from jaxlrp import demo
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", default="heatmaps.png", help="PNG to write")
     parser.add_argument("--composite", default="epsilon-gamma-box",

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+import jaxlrp
 from jaxlrp import attribution, composites, evaluate, rules
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -220,6 +221,7 @@ def efficientnet_setting(args: argparse.Namespace) -> Setting | None:
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/faithfulness", help="output directory")
     parser.add_argument("--cache-dir", default="out/cache", help="model weights cache")

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxlrp
 from jaxlrp import neuralize, viz
 
 SEED = 0
@@ -59,6 +60,7 @@ def fit_centroids(x: np.ndarray, fit: str, n_init: int) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="output directory (default: out/)")
     parser.add_argument("--samples", type=int, default=6, help="digits to explain (rows)")

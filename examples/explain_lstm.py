@@ -130,6 +130,7 @@ def draw(path: pathlib.Path, x: np.ndarray, relevance: np.ndarray, y: np.ndarray
 
 
 def main(argv: Sequence[str] | None = None) -> Result:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="output directory (default: out/)")
     parser.add_argument("--length", type=int, default=12, help="time steps per sequence")

@@ -73,6 +73,7 @@ def train_steps(steps: int, batch_size: int = 128, learning_rate: float = 2e-3,
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="output directory (default: out/)")
     parser.add_argument("--steps", type=int, default=None,

@@ -37,6 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import jaxlrp
+
 DEFAULT_DATA_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -229,6 +231,7 @@ def exit_if_missing() -> None:
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default="out/cache")
     parser.add_argument("--retrain", action="store_true")

@@ -44,6 +44,7 @@ def load_image(image: str | None) -> np.ndarray:
 
 
 def main() -> None:
+    jaxlrp.enable_compilation_cache()  # compiled explanations are reused by later runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=None, help="image file (default: skimage's chelsea)")
     parser.add_argument("--out", default="out", help="output directory (default: out/)")

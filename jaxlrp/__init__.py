@@ -29,6 +29,7 @@ References:
 """
 
 from jaxlrp import composites, neuralize, rules
+from jaxlrp.compilation_cache import enable_compilation_cache
 from jaxlrp.composites import Composite
 from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
@@ -47,6 +48,7 @@ __all__ = [
     "RuleError",
     "UnsupportedPrimitiveError",
     "composites",
+    "enable_compilation_cache",
     "explain",
     "layers",
     "ledger",

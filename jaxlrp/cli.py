@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `jaxlrp COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--no-cache", action="store_true",
+        help="do not keep compiled programs on disk for later runs (JAX's persistent "
+        "compilation cache in $JAXLRP_CACHE_DIR or ~/.cache/jaxlrp/xla; also JAXLRP_NO_CACHE=1)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     explain = commands.add_parser(
@@ -395,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if not args.no_cache:
+        from jaxlrp.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     try:
         return _COMMANDS[args.command](args)
     except CLIError as err:

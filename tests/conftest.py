@@ -9,3 +9,6 @@ explicitly in ``tests/core/test_core_transformations.py``.
 import os
 
 os.environ.setdefault("JAXLRP_COMPILE_EAGER", "0")
+# The CLI and the examples switch on JAX's persistent compilation cache; tests that run them
+# in-process must not change the configuration of the rest of the suite (nor write to ~/.cache).
+os.environ.setdefault("JAXLRP_NO_CACHE", "1")
