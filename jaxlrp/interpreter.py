@@ -33,6 +33,7 @@ from jax import lax
 from jaxlrp.canonize import fold_constants, weight_scale_axes
 from jaxlrp.errors import RuleError
 from jaxlrp.plan import LayerInfo, LayerSpec, NodeInfo, NodeKind, NodeSpec, Plan
+from jaxlrp.precision import any_low_precision, at_rule_precision, upcast
 from jaxlrp.primitives import has
 from jaxlrp.rules.base import LayerContext, LayerRule, safe_divide, unbroadcast
 from jaxlrp.rules.nodes import NodeRule
@@ -102,8 +103,13 @@ def _node_call(
             return full(*merged)
 
         inputs = [vals[k] for k in act]
+        rule_fn, rule_inputs, rule_out, rule_ct = fn, inputs, out, cotangent
+        if any_low_precision([*inputs, out]):  # the rule's arithmetic in float32
+            rule_fn = at_rule_precision(fn, [x.dtype for x in inputs])
+            rule_inputs = [upcast(x) for x in inputs]
+            rule_out, rule_ct = upcast(out), upcast(cotangent)
         try:
-            cts = rule.backward(fn, inputs, out, cotangent, info)
+            cts = rule.backward(rule_fn, rule_inputs, rule_out, rule_ct, info)
         except RuleError as error:
             raise RuleError(f"{rule!r} failed on {info.description}: {error}") from error
         result: list[Any] = [None] * len(vals)
@@ -224,21 +230,25 @@ def _layer_call(
 
     def bwd(res, cotangent):
         a_, w_, b_, z = res
+        rule_apply = apply
+        if any_low_precision([a_, w_, z]):  # the rule's arithmetic in float32
+            rule_apply = at_rule_precision(apply, [a_.dtype, w_.dtype])
+        a_r, w_r, b_r, z_r, ct_r = (upcast(v) for v in (a_, w_, b_, z, cotangent))
         ctx = LayerContext(
-            apply=apply, a=a_, w=w_, b=b_, z=z, cotangent=cotangent,
+            apply=rule_apply, a=a_r, w=w_r, b=b_r, z=z_r, cotangent=ct_r,
             input_nonneg=layer.input_nonneg, batched=batched, info=layer.info,
         )
-        relevance = rule(ctx, z * cotangent)
+        relevance = rule(ctx, z_r * ct_r)
         c_a = relevance.times_input
         if c_a is None:
-            c_a = jnp.zeros_like(a_)
-        c_a = c_a.astype(a_.dtype)
+            c_a = jnp.zeros_like(a_r)
         c_tap = None
         if relevance.free is not None:
             if tap is not None:
                 c_tap = relevance.free.astype(a_.dtype)
             else:
-                c_a = c_a + safe_divide(relevance.free, a_).astype(a_.dtype)
+                c_a = c_a + safe_divide(relevance.free, a_r)
+        c_a = c_a.astype(a_.dtype)
         if tap is not None and c_tap is None:
             c_tap = jnp.zeros_like(a_)
         return c_a, None, None, c_tap

@@ -351,15 +351,19 @@ def merge_softmax(
         x, moves = _through_shape_only(x, producer, program)
         k = producer.get(x)
         total = nodes.get(k) if k is not None else None
-        if (total is None or total.kind != NodeKind.SUM or total.post
-                or program.eqns[k].inputs[0] is not numerator):  # fmt: skip
+        if total is None or total.kind != NodeKind.SUM or total.post:
+            continue
+        # the sum of the numerator, seen through casts (a bfloat16 softmax sums in float32)
+        summed, casts = _through_shape_only(program.eqns[k].inputs[0], producer, program)
+        if summed is not numerator:
             continue
         members = [chain.first, *chain.post] if chain.post else [j]
-        inner = [k, *moves]
+        inner = [k, *moves, *casts]
         values = [program.eqns[m].outputs[0] for m in [*members[:-1], *inner]]
         if any(v in outputs or len(uses.get(v, [])) != 1 for v in values):
             continue
-        if numerator in outputs or sorted(uses.get(numerator, [])) != sorted([k, i]):
+        reads_numerator = casts[-1] if casts else k
+        if numerator in outputs or sorted(uses.get(numerator, [])) != sorted([reads_numerator, i]):
             continue
         post = sorted([*members[1:], *inner, i])
         for m in [*members, *inner]:
