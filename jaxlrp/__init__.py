@@ -31,6 +31,7 @@ References:
 from jaxlrp import composites, neuralize, rules
 from jaxlrp.compilation_cache import enable_compilation_cache
 from jaxlrp.composites import Composite
+from jaxlrp.dataset import DatasetExplanation, explain_dataset, load_explanations
 from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
 from jaxlrp.ledger import Ledger, LedgerEntry, ledger
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Composite",
+    "DatasetExplanation",
     "LayerInfo",
     "Ledger",
     "LedgerEntry",
@@ -50,9 +52,11 @@ __all__ = [
     "composites",
     "enable_compilation_cache",
     "explain",
+    "explain_dataset",
     "layers",
     "ledger",
     "neuralize",
+    "load_explanations",
     "lrp",
     "output_relevance",
     "print_rules",

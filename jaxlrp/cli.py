@@ -248,7 +248,7 @@ def _make_explainer(args: argparse.Namespace) -> Any:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from jaxlrp import demo, models, viz
+    from jaxlrp import demo, models
 
     if args.batch is not None and args.batch < 1:
         raise CLIError(f"--batch needs a positive size, got {args.batch}")
@@ -265,40 +265,100 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     outputs = _output_paths(images, args.output, "panel" if args.style == "panel" else args.style)
     start = time.perf_counter()
     explainer = _make_explainer(args)
-    size = args.batch or 1
     progress = _Progress(len(images), enabled=args.batch is not None and not args.quiet)
     try:
-        for first, chunk in _chunks(images, size):
-            try:
-                pixels, inputs = explainer.preprocess(chunk)
-            except OSError as err:  # truncated or corrupt image data
-                names = ", ".join(map(str, chunk))
-                raise CLIError(f"cannot read image in {names}: {err}") from None
-            if len(chunk) < size:  # pad the last batch: one compiled shape for all batches
-                pad = np.repeat(inputs[-1:], size - len(chunk), axis=0)
-                inputs = np.concatenate([inputs, pad])
-            try:
-                result = explainer.explain(inputs, args.target)
-            except ValueError as err:
-                raise CLIError(str(err)) from None
-            for n, path in enumerate(chunk):
-                out = outputs[first + n]
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if args.style == "panel":
-                    demo.panel_figure(pixels[n:n + 1], _take(result, n), [path.name], out)
-                else:
-                    viz.save_png(demo.render(pixels[n], result.relevance[n], args.style), out)
-                if not args.quiet:
-                    progress.write(
-                        f"{path}: explained class {int(result.target[n])} "
-                        f"({result.target_name(n)}) -> {out}\n{demo.format_top(result, n)}"
-                    )
-            progress.update(len(chunk))
+        if args.batch is not None:
+            _explain_batches(args, explainer, images, outputs, progress)
+        else:
+            for path, out in zip(images, outputs, strict=True):
+                try:
+                    pixels, inputs = explainer.preprocess([path])
+                except OSError as err:  # truncated or corrupt image data
+                    raise CLIError(f"cannot read image in {path}: {err}") from None
+                try:
+                    result = explainer.explain(inputs, args.target)
+                except ValueError as err:
+                    raise CLIError(str(err)) from None
+                _write_picture(args, path, out, pixels, result, 0, progress)
     finally:
         progress.close()
     if not args.quiet and len(images) > 1:
         print(f"{len(images)} images in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _explain_batches(args: argparse.Namespace, explainer: Any, images: Sequence[Path],
+                     outputs: Sequence[Path], progress: _Progress) -> None:  # fmt: skip
+    """``--batch``: :func:`jaxlrp.explain_dataset` streams the images SIZE at a time (the last
+    batch padded, each batch split over this machine's devices) and every explained batch is
+    drawn as it arrives."""
+    import functools
+    import tempfile
+
+    import jaxlrp
+    from jaxlrp import demo
+
+    pixels_of: dict[int, np.ndarray] = {}
+
+    def batches() -> Iterator[np.ndarray]:
+        for first, chunk in _chunks(images, args.batch):
+            try:
+                pixels_of[first], inputs = explainer.preprocess(chunk)
+            except OSError as err:  # truncated or corrupt image data
+                names = ", ".join(map(str, chunk))
+                raise CLIError(f"cannot read image in {names}: {err}") from None
+            yield inputs
+
+    def draw(batch: Any) -> None:
+        result = _explanation(batch, explainer)
+        pixels = pixels_of.pop(batch.start)
+        for n in range(len(batch.relevance)):
+            _write_picture(args, images[batch.start + n], outputs[batch.start + n], pixels, result,
+                           n, progress)  # fmt: skip
+        progress.update(len(batch.relevance))
+
+    kind, value = demo.parse_target(args.target)
+    target = value if kind == "index" else functools.partial(_ranked_class, rank=value)
+    with tempfile.TemporaryDirectory(prefix="jaxlrp-batch-") as scratch:
+        jaxlrp.explain_dataset(explainer.module.apply, explainer.variables, batches=batches(),
+                               out_dir=scratch, target=target, composite=explainer.composite,
+                               batches_per_chunk=1, progress=False, on_batch=draw)  # fmt: skip
+
+
+def _ranked_class(out: Any, rank: int) -> Any:
+    """The class of each example ranked ``rank`` (0: the most likely)."""
+    import jax.numpy as jnp
+
+    return jnp.argsort(-out, axis=-1)[..., rank]
+
+
+def _explanation(batch: Any, explainer: Any) -> Any:
+    """A :class:`jaxlrp.demo.Explanation` (with the top classes) of an explained batch."""
+    from jaxlrp import demo
+
+    logits = batch.predictions - batch.predictions.max(axis=-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    top = np.argsort(-probabilities, axis=-1, kind="stable")[:, : explainer.top_k]
+    return demo.Explanation(batch.relevance, batch.targets, top,
+                            np.take_along_axis(probabilities, top, axis=-1),
+                            explainer.class_names)  # fmt: skip
+
+
+def _write_picture(args: argparse.Namespace, path: Path, out: Path, pixels: np.ndarray,
+                   result: Any, n: int, progress: _Progress) -> None:  # fmt: skip
+    """Write image ``n`` of ``result`` in ``--style`` to ``out`` and report it."""
+    from jaxlrp import demo, viz
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.style == "panel":
+        demo.panel_figure(pixels[n:n + 1], _take(result, n), [path.name], out)
+    else:
+        viz.save_png(demo.render(pixels[n], result.relevance[n], args.style), out)
+    if not args.quiet:
+        progress.write(
+            f"{path}: explained class {int(result.target[n])} ({result.target_name(n)}) -> "
+            f"{out}\n{demo.format_top(result, n)}"
+        )
 
 
 def _take(result: Any, n: int) -> Any:
