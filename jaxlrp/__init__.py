@@ -16,7 +16,9 @@ Quick start::
 
 Public API:
   :func:`explain`, :func:`lrp`, :func:`output_relevance`, :func:`layers`, :func:`rule_table`,
-  :func:`print_rules`, :func:`ledger` (relevance in and out of every layer and node); the
+  :func:`print_rules`, :func:`ledger` (relevance in and out of every layer and node);
+  :func:`bilrp`, :func:`similarity_relevance`, :func:`embedding_relevance` (explaining the
+  similarity of two inputs' embeddings: BiLRP token-pair relevance and first order); the
   modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`; :mod:`jaxlrp.neuralize` (NEON:
   k-means and kernel outlier models as networks, explained);
   :class:`Composite`, :class:`LayerInfo` (what a composite sees of a layer),
@@ -36,6 +38,7 @@ from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
 from jaxlrp.ledger import Ledger, LedgerEntry, ledger
 from jaxlrp.plan import LayerInfo, NodeInfo, NodeKind
+from jaxlrp.similarity import bilrp, embedding_relevance, similarity_relevance
 
 __version__ = "0.1.0"
 
@@ -49,7 +52,9 @@ __all__ = [
     "NodeKind",
     "RuleError",
     "UnsupportedPrimitiveError",
+    "bilrp",
     "composites",
+    "embedding_relevance",
     "enable_compilation_cache",
     "explain",
     "explain_dataset",
@@ -62,4 +67,5 @@ __all__ = [
     "print_rules",
     "rule_table",
     "rules",
+    "similarity_relevance",
 ]
