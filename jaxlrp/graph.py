@@ -50,7 +50,7 @@ from jaxlrp.patterns import (
 )
 from jaxlrp.plan import LayerSpec, NodeKind, NodeSpec, Plan
 from jaxlrp.positions import mark_positions
-from jaxlrp.primitives import PrimitiveInfo, PrimitiveKind, lookup, result_nonneg
+from jaxlrp.primitives import PrimitiveInfo, PrimitiveKind, lookup, result_nonneg, unsupported_hint
 from jaxlrp.tracing import Const, Eqn, Program, Var
 
 
@@ -128,9 +128,8 @@ def _analyze(
         entry = lookup(eqn.name)
         if entry is None:
             raise UnsupportedPrimitiveError(
-                f"jaxlrp cannot propagate relevance through {eqn.describe()}. Add an entry for "
-                "it to jaxlrp.primitives.PRIMITIVES (structural, elementwise, layer, sum, max, "
-                "block or control)."
+                f"jaxlrp cannot propagate relevance through {eqn.describe()}. "
+                + unsupported_hint(eqn.name)
             )
         kind, routes = _classify(eqn, entry, act, source)
         if kind == NodeKind.CONTROL:

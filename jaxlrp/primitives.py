@@ -191,6 +191,30 @@ PRIMITIVES: dict[str, PrimitiveInfo] = _table()
 """Primitive name -> :class:`PrimitiveInfo`. Add an entry here to support a new primitive."""
 
 
+_COLLECTIVE_HINT = (
+    "Collectives and shard_map bodies run per device with mesh axis names and cannot be "
+    "re-evaluated as one program. Explain the model written without shard_map (shard its "
+    "inputs with jax.sharding: jaxlrp.explain under jax.jit is data parallel), or call "
+    "jaxlrp.explain inside shard_map on the per-device function (see docs/scale.md)."
+)
+
+UNSUPPORTED_HINTS: dict[str, str] = {
+    name: _COLLECTIVE_HINT
+    for name in ("shard_map", "psum", "psum2", "pmax", "pmin", "all_gather", "all_to_all",
+                 "ppermute", "reduce_scatter", "psum_invariant", "pvary", "pmean")
+}
+"""What to do instead, for primitives jaxlrp deliberately does not table."""
+
+
+def unsupported_hint(name: str) -> str:
+    """How to get past an unsupported primitive ``name``: its entry in
+    :data:`UNSUPPORTED_HINTS`, else how to add a table entry."""
+    return UNSUPPORTED_HINTS.get(name) or (
+        "Add an entry for it to jaxlrp.primitives.PRIMITIVES (structural, elementwise, layer, "
+        "sum, max, block or control)."
+    )
+
+
 def lookup(name: str) -> PrimitiveInfo | None:
     """The table entry for a primitive name, or None if it is not supported."""
     return PRIMITIVES.get(name)

@@ -60,6 +60,8 @@ def test_model_with_shard_map_is_refused_naming_the_primitive(report: dict) -> N
     for name in ("shard_map_model", "psum_model"):
         assert report[name]["error"] == "UnsupportedPrimitiveError"
         assert "primitive 'shard_map'" in report[name]["message"]
+        assert "call jaxlrp.explain inside shard_map" in report[name]["message"]
+        assert "Add an entry" not in report[name]["message"]  # a table entry would not help
 
 
 def test_explain_inside_shard_map_explains_each_shard_like_one_device(report: dict) -> None:
@@ -71,3 +73,4 @@ def test_psum_in_the_explained_function_is_refused_naming_the_primitive(report: 
     result = report["psum_in_explained_body"]
     assert result["error"] == "UnsupportedPrimitiveError"
     assert "primitive 'psum'" in result["message"]
+    assert "docs/scale.md" in result["message"]
