@@ -18,7 +18,8 @@ Public API:
   :func:`explain`, :func:`lrp`, :func:`output_relevance`, :func:`layers`, :func:`rule_table`,
   :func:`print_rules`, :func:`ledger` (relevance in and out of every layer and node);
   :func:`bilrp`, :func:`similarity_relevance`, :func:`embedding_relevance` (explaining the
-  similarity of two inputs' embeddings: BiLRP token-pair relevance and first order); the
+  similarity of two inputs' embeddings: BiLRP token-pair relevance and first order);
+  :func:`explain_continuation` (every generated token of a causal LM, one compiled call); the
   modules :mod:`jaxlrp.rules` and :mod:`jaxlrp.composites`; :mod:`jaxlrp.neuralize` (NEON:
   k-means and kernel outlier models as networks, explained);
   :class:`Composite`, :class:`LayerInfo` (what a composite sees of a layer),
@@ -34,29 +35,36 @@ from jaxlrp import composites, neuralize, rules
 from jaxlrp.compilation_cache import enable_compilation_cache
 from jaxlrp.composites import Composite
 from jaxlrp.dataset import DatasetExplanation, explain_dataset, load_explanations
-from jaxlrp.errors import RuleError, UnsupportedPrimitiveError
+from jaxlrp.errors import RuleError, UnsupportedPrimitiveError, UsageError, UsageWarning
 from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
+from jaxlrp.generation import ContinuationExplanation, explain_continuation
 from jaxlrp.ledger import Ledger, LedgerEntry, ledger
 from jaxlrp.plan import LayerInfo, NodeInfo, NodeKind
+from jaxlrp.record import Recorded, recordable
 from jaxlrp.similarity import bilrp, embedding_relevance, similarity_relevance
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Composite",
+    "ContinuationExplanation",
     "DatasetExplanation",
     "LayerInfo",
     "Ledger",
     "LedgerEntry",
     "NodeInfo",
     "NodeKind",
+    "Recorded",
     "RuleError",
     "UnsupportedPrimitiveError",
+    "UsageError",
+    "UsageWarning",
     "bilrp",
     "composites",
     "embedding_relevance",
     "enable_compilation_cache",
     "explain",
+    "explain_continuation",
     "explain_dataset",
     "layers",
     "ledger",
@@ -65,6 +73,7 @@ __all__ = [
     "lrp",
     "output_relevance",
     "print_rules",
+    "recordable",
     "rule_table",
     "rules",
     "similarity_relevance",

@@ -416,3 +416,85 @@ def LSTM(epsilon: float = 1e-3, stabilizer: float | None = None) -> Composite:  
         gate=rules.SignalTakesAll(),
         name="LSTM",
     )
+
+
+_NAMED: dict[str, Callable[..., Composite]] = {
+    **PRESETS, "attn-lrp": AttnLRP, "cp-lrp": CPLRP, "lstm": LSTM,
+}  # fmt: skip
+"""Every composite :func:`get` knows: the command-line presets and the model-family ones."""
+
+
+def _squash(name: str) -> str:
+    return "".join(c for c in name.lower() if c not in "-_ ")
+
+
+def canonical_name(name: str) -> str:
+    """The preset name ``name`` stands for, ignoring case, ``-``, ``_`` and spaces:
+    ``"EpsilonGammaBox"``, ``"epsilon_gamma_box"`` → ``"epsilon-gamma-box"``; an unknown name
+    comes back lower-cased and stripped."""
+    squashed = _squash(name)
+    for key in _NAMED:
+        if _squash(key) == squashed:
+            return key
+    return name.strip().lower()
+
+
+def names() -> tuple[str, ...]:
+    """The names :func:`get` accepts (in their canonical, hyphenated spelling)."""
+    return tuple(_NAMED)
+
+
+def get(name: str, **kwargs: Any) -> Composite:
+    """The composite preset called ``name``, built with ``kwargs``.
+
+    Names ignore case, ``-``, ``_`` and spaces: ``get("epsilon-plus")``, ``get("EpsilonPlus")``
+    and ``get("epsilon_plus")`` are ``EpsilonPlus()``. Presets with a z^B first layer
+    (``epsilon-gamma-box``, ``depth-recipe``) need the input bounds:
+    ``get("epsilon-gamma-box", low=-1.0, high=1.0)`` (for a zoo model,
+    ``models.info(name).low`` / ``.high``). ``explain(..., composite="epsilon-plus")`` calls this.
+
+    Args:
+      name: one of :func:`names`.
+      **kwargs: arguments of the preset's function (e.g. ``epsilon``, ``gamma``, ``low``).
+
+    Returns:
+      The :class:`Composite`.
+
+    Raises:
+      UsageError: for an unknown name (listing the valid ones), missing required arguments or
+        arguments the preset does not take (naming them and the preset's signature).
+    """
+    import inspect
+
+    from jaxlrp.errors import UsageError
+
+    if not isinstance(name, str):
+        raise UsageError(f"composites.get takes a preset name (a string), got {name!r}")
+    key = canonical_name(name)
+    factory = _NAMED.get(key)
+    if factory is None:
+        raise UsageError(
+            f"unknown composite {name!r}; valid names: {', '.join(_NAMED)} (case, '-' and '_' "
+            "do not matter), or build one: Composite(default=rules.Epsilon(), ...)"
+        )
+    signature = inspect.signature(factory)
+    params = signature.parameters
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise UsageError(
+            f"composite {key!r} takes no argument {', '.join(map(repr, unknown))}; its arguments: "
+            f"{factory.__name__}{signature}"
+        )
+    missing = [p for p, v in params.items()
+               if v.default is inspect.Parameter.empty and p not in kwargs]  # fmt: skip
+    if missing:
+        given = ", ".join(f"{p}=..." for p in missing)
+        hint = (" (the bounds of the model's input after its preprocessing, e.g. "
+                "low=models.info(name).low, high=models.info(name).high)"
+                if "low" in missing or "high" in missing else "")  # fmt: skip
+        raise UsageError(
+            f"composite {key!r} needs {', '.join(missing)}{hint}: give "
+            f"composite=composites.get({key!r}, {given}) or "
+            f"composites.{factory.__name__}({given})"
+        )
+    return factory(**kwargs)

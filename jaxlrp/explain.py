@@ -12,11 +12,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxlrp import validation
 from jaxlrp.composites import Composite
 from jaxlrp.embeddings import TokenInputs, cut_at_lookups
 from jaxlrp.graph import analyze
 from jaxlrp.interpreter import evaluate
 from jaxlrp.plan import RULED_KINDS, LayerInfo, NodeKind, Plan
+from jaxlrp.record import build_recorder, selector_key
 from jaxlrp.rules.base import concrete, safe_divide
 from jaxlrp.tracing import trace
 
@@ -152,14 +154,15 @@ def _trace(fn: Callable, args: tuple, argnums: ArgNums) -> Traced:
     if not explained:
         raise ValueError(f"argnums={argnums} selects no array to explain")
     program, out_tree = trace(fn, flat_args, treedef)
-    if out_tree.num_leaves != 1:
-        raise ValueError(
-            f"jaxlrp needs a function returning one array (e.g. logits), got a pytree with "
-            f"{out_tree.num_leaves} leaves"
-        )
+    validation.check_output_tree(out_tree, program.outputs)
+    validation.check_program(program, explained)
     tokens = None
     if integer:
-        tokens = cut_at_lookups(program, list(integer), explained, integer)
+        try:
+            tokens = cut_at_lookups(program, list(integer), explained, integer)
+        except ValueError as err:
+            validation.check_integer_inputs(err, integer, flat_args)
+            raise
         program = tokens.program
         active = [*active, *(True for _ in tokens.lookups)]
         paths = [*paths, *tokens.input_names(paths)]
@@ -176,6 +179,8 @@ def lrp(
     batched: bool | None = None,
     times_input: bool = True,
     keep_features: bool = False,
+    record: Any = None,
+    record_params: Any = None,
 ) -> Callable[..., tuple[Array, Callable[[Array], Any]]]:
     """Transform ``fn`` into a function returning its output and a relevance pull-back.
 
@@ -196,7 +201,10 @@ def lrp(
 
     Args:
       fn: a function of arrays/pytrees returning one array, or a Flax nnx module.
-      composite: the rules (``Composite(default=rules.Epsilon())`` when None).
+      composite: the rules (``Composite(default=rules.Epsilon())`` when None); also a preset
+        name (``"epsilon-plus"``: :func:`jaxlrp.composites.get`) or one layer rule, used for
+        every layer (``rules.Epsilon(0.1)``). Mistakes are refused with a hint (see
+        :mod:`jaxlrp.validation`).
       argnums: which positional argument(s) to explain (default: the last).
       batched: whether axis 0 is a batch axis (only rules with per-example statistics, such as
         ``RelativeEpsilon``, use it); by default, when the output has two or more dimensions.
@@ -208,17 +216,29 @@ def lrp(
       keep_features: for integer arguments, keep the lookups' feature axes: relevance of shape
         ``ids.shape + (d,)`` for an embedding of width ``d`` (for a one-hot lookup, the
         vocabulary axis), whose sum over the features is the default result.
+      record: also return the relevance at intermediate units, from the same backward pass:
+        ``"all"``, a module-path glob (``"encoder/layer_*/attention"``, ``"**:out"``), a layer
+        index or :class:`LayerInfo`, or a list of these (see :mod:`jaxlrp.record`; Captum's
+        ``LayerLRP`` gives the same for one layer).
+      record_params: also return the relevance of layers' weights, ``R_w = Σ_batch a ⊙ w ⊙ s``
+        with ``s = R_out / stab(z)`` (ε-rule family only): True, or the selectors of ``record``.
 
     Returns:
-      A function ``(*args) -> (out, relevance_fn)``.
+      A function ``(*args) -> (out, relevance_fn)``. With ``record`` or ``record_params``,
+      ``relevance_fn`` returns a :class:`~jaxlrp.record.Recorded` ``(input, layers, params)``:
+      ``input`` is the usual result, ``layers`` maps ``"<unit>:out"``/``"<unit>:in"`` keys to
+      relevance arrays, ``params`` maps layer names to weight relevance.
 
     Raises:
       ValueError: for an integer argument that indexes no float lookup (naming it and what its
-        values reach instead).
+        values reach instead); for a ``record`` selector matching nothing (listing the available
+        names).
     """
+    composite = validation.check_composite(composite)
     composite = composite if composite is not None else Composite(default=None)
 
-    def forward(*args: Any) -> tuple[Array, Callable[[Array], Any]]:
+    def forward(*args: Any, **fn_kwargs: Any) -> tuple[Array, Callable[[Array], Any]]:
+        validation.check_call(fn, args, fn_kwargs, argnums, "lrp")
         call, call_args, nums = _as_function(fn, args, argnums)
         traced = _trace(call, call_args, nums)
         plan = traced.plan
@@ -228,16 +248,27 @@ def lrp(
         active_leaves = [inputs[k] for k in traced.active_index]
         taps = [jnp.zeros_like(x) for x in active_leaves]
         active_vars = [plan.program.inputs[k] for k in traced.active_index]
+        recorder = build_recorder(plan, composite, record, record_params)
 
-        def run(leaves: list[Array], tap_values: list[Array]) -> Array:
+        def run(leaves: list[Array], tap_values: list[Array], probes: Any = None) -> Any:
             values = list(inputs)
             for k, v in zip(traced.active_index, leaves, strict=True):
                 values[k] = v
             tap_env = dict(zip(active_vars, tap_values, strict=True))
-            (out,) = evaluate(plan, composite, values, tap_env, is_batched)
-            return out
+            if probes is None:
+                (out,) = evaluate(plan, composite, values, tap_env, is_batched)
+                return out
+            seen: dict = {}
+            (out,) = evaluate(plan, composite, values, tap_env, is_batched,
+                              probe=recorder.probe(probes, seen),
+                              record_weights=recorder.weights)  # fmt: skip
+            return out, seen
 
-        out, pullback = jax.vjp(run, active_leaves, taps)
+        if recorder is None:
+            out, pullback = jax.vjp(run, active_leaves, taps)
+        else:
+            out, pullback, seen = jax.vjp(run, active_leaves, taps, recorder.zeros(),
+                                          has_aux=True)  # fmt: skip
 
         def relevance_fn(relevance: Array, *, cotangent: Array | None = None) -> Any:
             relevance = jnp.asarray(relevance, out.dtype)
@@ -247,7 +278,7 @@ def lrp(
                     f"{out.shape}"
                 )
             c_out = safe_divide(relevance, out) if cotangent is None else cotangent
-            c_leaves, c_taps = pullback(c_out)
+            c_leaves, c_taps, *c_probes = pullback(c_out)
             if times_input:
                 rel = [x * c + t for x, c, t in zip(active_leaves, c_leaves, c_taps, strict=True)]
             else:
@@ -255,7 +286,10 @@ def lrp(
                     c + safe_divide(t, x) for x, c, t in zip(active_leaves, c_leaves, c_taps,
                                                              strict=True)
                 ]
-            return _unflatten(traced, traced.leaf_relevance(rel, env, keep_features))
+            result = _unflatten(traced, traced.leaf_relevance(rel, env, keep_features))
+            if recorder is None:
+                return result
+            return recorder.collect(seen, c_probes[0], result)
 
         return out, relevance_fn
 
@@ -327,9 +361,12 @@ def _explain(
     argnums: ArgNums,
     batched: bool | None,
     keep_features: bool = False,
+    record: Any = None,
+    record_params: Any = None,
 ) -> Any:
-    out, relevance_fn = lrp(fn, composite, argnums, batched=batched,
-                            keep_features=keep_features)(*args)  # fmt: skip
+    out, relevance_fn = lrp(fn, composite, argnums, batched=batched, keep_features=keep_features,
+                            record=record, record_params=record_params)(*args)  # fmt: skip
+    validation.check_output(out.shape, target, batched, args, argnums)
     relevance, cotangent = output_relevance(out, target)
     return relevance_fn(relevance, cotangent=cotangent)
 
@@ -354,7 +391,8 @@ class _Compiled:
         signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
         shape = self.out_shapes.get(signature)
         if shape is None:
-            shape = self.out_shapes[signature] = tuple(jax.eval_shape(call, *args).shape)
+            out = jax.eval_shape(call, *args)
+            shape = self.out_shapes[signature] = validation.output_shape(out)
         return shape
 
 
@@ -382,7 +420,8 @@ def _composite_key(composite: Any) -> Any:
 
 
 def _compiled(
-    fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None, keep_features: bool
+    fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None, keep_features: bool,
+    record: Any = None, record_params: Any = None,
 ) -> _Compiled:
     """The jitted explainer for (fn, composite): one per function object and composite *value*,
     cached while the function is alive in the cache.
@@ -393,14 +432,16 @@ def _compiled(
     composite_key = _composite_key(composite)
     owners = fn_owners if composite_key[0] == "value" else (*fn_owners, composite)
     nums = argnums if isinstance(argnums, int) else tuple(argnums)
-    key = (fn_ids, composite_key, nums, batched, keep_features)
+    key = (fn_ids, composite_key, nums, batched, keep_features, selector_key(record),
+           selector_key(record_params))  # fmt: skip
     hit = _COMPILED.get(key)
     if hit is not None and all(a is b for a, b in zip(hit.owners, owners, strict=True)):
         _COMPILED.move_to_end(key)
         return hit
 
     def run(args: tuple[Any, ...], target: Any) -> Any:
-        return _explain(fn, args, target, composite, argnums, batched, keep_features)
+        return _explain(fn, args, target, composite, argnums, batched, keep_features, record,
+                        record_params)  # fmt: skip
 
     entry = _Compiled(owners, jax.jit(run))
     _COMPILED[key] = entry
@@ -421,6 +462,9 @@ def explain(
     argnums: ArgNums = -1,
     batched: bool | None = None,
     keep_features: bool = False,
+    record: Any = None,
+    record_params: Any = None,
+    **fn_kwargs: Any,
 ) -> Any:
     """Explain ``fn(*args)`` for ``target``: the relevance of ``args[argnums]``.
 
@@ -446,30 +490,51 @@ def explain(
       *args: the arguments of ``fn``.
       target: an int, an int array of batch shape, or a float array of the output's shape that
         is the output relevance.
-      composite: the rules (``Composite(default=rules.Epsilon())`` when None).
+      composite: the rules (``Composite(default=rules.Epsilon())`` when None); also a preset
+        name (``"epsilon-plus"``: :func:`jaxlrp.composites.get`) or one layer rule, used for
+        every layer (``rules.Epsilon(0.1)``). Mistakes are refused with a hint (see
+        :mod:`jaxlrp.validation`).
       argnums: the argument(s) to explain (default: the last).
       batched: see :func:`lrp`.
       keep_features: for integer arguments, keep the lookups' feature axes (see :func:`lrp`):
         relevance of shape ``token_ids.shape + (d,)``.
+      record: also return the relevance at intermediate layers and nodes, from the same
+        compiled call (like Captum's ``LayerLRP``): ``"all"``, a module-path glob
+        (``"features/*"``, ``"encoder/layer_*/attention"``, ``"**:out"``), a layer index or
+        :class:`LayerInfo`, or a list of these (see :mod:`jaxlrp.record` for the key scheme).
+      record_params: also return the relevance of the selected dense/conv layers' weights,
+        ``R_w[i, j] = Σ_batch a_i w_ij R_j / stab(z_j)`` (ε-rule family only): True for all.
 
     Returns:
-      Relevance with the shape (and pytree structure) of ``args[argnums]``.
+      Relevance with the shape (and pytree structure) of ``args[argnums]``. With ``record`` or
+      ``record_params``, a :class:`~jaxlrp.record.Recorded` ``(input, layers, params)``:
+      ``input`` is that relevance, ``layers`` maps ``"<unit>:out"``/``"<unit>:in"`` (e.g.
+      ``"features/conv_3:out"``) to the relevance there, ``params`` maps layer names to the
+      relevance of their weights::
+
+          rec = jaxlrp.explain(model.apply, variables, x, target=3, record="all")
+          rec.layers["Dense_1:in"].sum(-1)   # = rec.input.sum(...) with LRP-0, no biases
 
     Raises:
       ValueError: for a target index out of range, a target of the wrong shape, non-float
         inputs that index no embedding lookup, or argnums out of range. (A target traced by an
         enclosing ``jax.jit`` cannot be range-checked; there an out-of-range index gives zero
         relevance.)
+      UsageError: for common mistakes (keyword arguments for ``fn``: bind them with
+        ``functools.partial``; a linen module instead of ``model.apply``; a tuple output;
+        ``target=None``; ...), naming the fix (see :mod:`jaxlrp.validation`).
       UnsupportedPrimitiveError: for a primitive on the relevance path that jaxlrp cannot
         handle (naming the primitive, its shapes and its module).
     """
+    composite = validation.check_explain(fn, args, fn_kwargs, target, composite, argnums)
     if not COMPILE_EAGER_CALLS or _is_traced((args, target)):
-        return _explain(fn, args, target, composite, argnums, batched, keep_features)
+        return _explain(fn, args, target, composite, argnums, batched, keep_features, record,
+                        record_params)  # fmt: skip
     # validate eagerly (clear errors with concrete values), then run compiled; an nnx module
     # becomes a function of its state (one compiled function per graph definition)
     call, call_args, nums = _as_function(fn, args, argnums)
     _normalize_argnums(nums, len(call_args))
-    compiled = _compiled(call, composite, nums, batched, keep_features)
+    compiled = _compiled(call, composite, nums, batched, keep_features, record, record_params)
     _check_target(compiled.out_shape(call, call_args), target)
     return compiled.run(call_args, jnp.asarray(target))
 

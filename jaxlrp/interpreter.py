@@ -191,12 +191,17 @@ def _layer_call(
     rule: LayerRule,
     tap: Array | None,
     batched: bool,
+    probe_weight: Callable[[Array], Array] | None = None,
 ) -> Array:
     """Evaluate a layer unit with its LRP rule as backward.
 
     The unit is ``z = S(f(a; W')) + b``: the linear op ``f`` (``a ⊙ s`` for an affine layer), the
     data movement ``S`` it was followed by, the weights ``W'`` with the multipliers folded in and
     the bias ``b`` (see ``canonize.py``). The rule sees ``apply(a, w) = S(f(a; w))``.
+
+    With ``probe_weight`` (recorded parameter relevance, ``record.py``), ``W'`` passes through
+    it and the backward pass also returns the weights' modified gradient ``c_w``
+    (:func:`jaxlrp.record.weight_cotangent`), so that ``R_w = W' ⊙ c_w``.
     """
     eqn = layer.eqn
     k = layer.active_operand
@@ -206,6 +211,8 @@ def _layer_call(
         w = jnp.ones((), a.dtype) if alpha is None else jnp.asarray(alpha, a.dtype)
     else:
         w = _scale_weight(layer, read(eqn.inputs[1 - k]), alpha, layer.linear_shape)
+        if probe_weight is not None:
+            w = probe_weight(w)
     out_dtype = layer.output.dtype
     b = jnp.zeros((), out_dtype) if beta is None else jnp.asarray(beta, out_dtype)
     moves = [f.eqn for f in layer.folds if f.moves]
@@ -239,6 +246,11 @@ def _layer_call(
             input_nonneg=layer.input_nonneg, batched=batched, info=layer.info,
         )
         relevance = rule(ctx, z_r * ct_r)
+        c_w = None
+        if probe_weight is not None:
+            from jaxlrp.record import weight_cotangent
+
+            c_w = weight_cotangent(rule, ctx, z_r * ct_r).astype(w_.dtype)
         c_a = relevance.times_input
         if c_a is None:
             c_a = jnp.zeros_like(a_r)
@@ -251,7 +263,7 @@ def _layer_call(
         c_a = c_a.astype(a_.dtype)
         if tap is not None and c_tap is None:
             c_tap = jnp.zeros_like(a_)
-        return c_a, None, None, c_tap
+        return c_a, c_w, None, c_tap
 
     unit.defvjp(fwd, bwd)
     return unit(a, w, b, tap)
@@ -273,6 +285,7 @@ def evaluate(
     taps: dict[Var, Array] | None = None,
     batched: bool = False,
     probe: Callable[[tuple, Array], Array] | None = None,
+    record_weights: frozenset[int] = frozenset(),
 ) -> list[Array]:
     """Run ``plan.program`` on ``args`` with LRP rules installed as custom VJPs.
 
@@ -287,6 +300,9 @@ def evaluate(
         (``("out", i)``), relevance-carrying operand (``("in", i, k)``) and input tap
         (``("tap", i)``), ``i`` being the layer's anchor or the node's equation index; the
         ledger adds zero arrays there to read the relevance passing through (``ledger.py``).
+      record_weights: anchors of the layers whose (folded) weight operand is also probed, at
+        ``("weight", i)``, with a backward pass that returns its modified gradient (parameter
+        relevance, ``record.py``; ε-rule family only).
 
     Returns:
       The program outputs.
@@ -316,8 +332,12 @@ def evaluate(
                 value = read(x)
                 return probe(("in", i, 0), value) if x is layer.input else value
 
+            probe_w = None
+            if i in record_weights:
+                def probe_w(w: Array, i: int = i) -> Array:
+                    return probe(("weight", i), w)
             env[layer.output] = probe(("out", i), _layer_call(layer, read_layer, rule, tap,
-                                                              batched))  # fmt: skip
+                                                              batched, probe_w))  # fmt: skip
             continue
         spec = plan.nodes.get(i)
         if spec is not None and spec.post:
