@@ -392,18 +392,52 @@ def has_role(eqn: Eqn, role: str) -> bool:
     return entry is not None and entry.role == role
 
 
-def mark_attention(program: Program, nodes: dict[int, NodeSpec], producer: dict[Var, int]) -> None:
+def mark_attention(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    producer: dict[Var, int],
+    layers: dict[int, Any] | None = None,
+) -> None:
     """A product of two activations one of which is a softmax output (seen through shape-only
-    ops) is an *attention* node ``A·v``; ``gate`` is the position of ``A``."""
+    ops and element-wise scalings by constants, such as a head mask ``A ⊙ m``) is an *attention*
+    node ``A·v``; ``gate`` is the position of ``A``."""
+    scalings = {layer.output: layer for layer in (layers or {}).values()
+                if _is_elementwise_scaling(layer)}  # fmt: skip
     for i, spec in nodes.items():
         if spec.kind != NodeKind.PRODUCT or len(spec.active_inputs) != 2:
             continue
         found = []
         for position, k in enumerate(spec.active_inputs):
-            x, _ = _through_shape_only(program.eqns[i].inputs[k], producer, program)
+            x = _through_moves(program.eqns[i].inputs[k], producer, program)
+            while x in scalings:
+                x = _through_moves(scalings[x].input, producer, program)
             j = producer.get(x)
             if j is not None and j in nodes and nodes[j].kind == NodeKind.SOFTMAX:
                 found.append(position)
         if len(found) == 1:
             spec.kind = NodeKind.ATTENTION
             spec.gate = found[0]
+
+
+def _through_moves(x: Any, producer: dict[Var, int], program: Program) -> Any:
+    """The value ``x`` is a reshape/broadcast/cast/transpose of."""
+    while isinstance(x, Var) and x in producer:
+        eqn = program.eqns[producer[x]]
+        if not (has(eqn.name, "shape_only") or eqn.name == "transpose"):
+            break
+        x = eqn.inputs[0]
+    return x
+
+
+def _is_elementwise_scaling(layer: Any) -> bool:
+    """Whether a layer unit multiplies its input element by element by constants: an affine
+    layer, or a ``dot_general`` that contracts nothing and keeps the input's size (the head mask
+    ``einsum("bhqk,h->bhqk")``)."""
+    if layer.affine:
+        return True
+    eqn = layer.eqn
+    if eqn.name != "dot_general":
+        return False
+    (contract_lhs, contract_rhs), _ = eqn.params["dimension_numbers"]
+    return (not contract_lhs and not contract_rhs
+            and int(np.prod(eqn.outputs[0].shape)) == int(np.prod(layer.input.shape)))
