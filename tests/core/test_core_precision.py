@@ -114,11 +114,9 @@ def test_bfloat16_efficientnet_relevance_on_photos_correlates_with_float32():
     except ImportError as err:
         pytest.skip(str(err))
     info = models.info("efficientnet_lite0")
-    x = jnp.concatenate([jnp.asarray(info.preprocess(p)).reshape(1, 224, 224, 3)
-                         for p in (skimage.chelsea(), skimage.coffee())])  # fmt: skip
+    x = jnp.asarray(info.preprocess(skimage.chelsea())).reshape(1, 224, 224, 3)
     target = jnp.argmax(module.apply(variables, x), -1)
     r32 = jaxlrp.explain(module.apply, variables, x, target=target, composite=composite)
     r16 = jaxlrp.explain(module.apply, to_bf16(variables), x.astype(BF16), target=target,
                          composite=composite)  # fmt: skip
-    for i in range(2):
-        assert correlation(r32[i], r16[i]) >= 0.99
+    assert correlation(r32[0], r16[0]) >= 0.99
