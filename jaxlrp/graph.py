@@ -45,6 +45,7 @@ from jaxlrp.patterns import (
     gate_operand,
     mark_attention,
     merge_activation_chains,
+    merge_log_softmax,
     merge_softmax,
     norm_operand,
 )
@@ -180,6 +181,7 @@ def _analyze(
     find_affine_chains(program, nodes, source, active, uses, outputs, skip, register)
     merge_activation_chains(program, nodes, skip, uses, outputs, producer)
     merge_softmax(program, nodes, skip, uses, outputs, producer)
+    merge_log_softmax(program, nodes, skip, uses, outputs, producer)
     mark_attention(program, nodes, producer, layers)
     describe_layers(program, layers, producer, input_paths, loop)
     return Plan(program, active, nonneg, layers, skip, nodes, loop)

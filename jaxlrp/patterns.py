@@ -373,6 +373,47 @@ def merge_softmax(
         skip.update([*members, *inner])
 
 
+def merge_log_softmax(
+    program: Program,
+    nodes: dict[int, NodeSpec],
+    skip: set[int],
+    uses: dict[Var, list[int]],
+    outputs: set[Var],
+    producer: dict[Var, int],
+) -> None:
+    """Evaluate each log-softmax ``a − log Σ exp(a)`` (``jax.nn.log_softmax`` inlined, ``a`` the
+    shifted input ``x − stop_gradient(max x)``) as one node of kind ``softmax`` whose input is
+    ``a``: the exponential, its sum, the logarithm, the broadcasts and casts, the subtraction."""
+    for i, spec in sorted(nodes.items()):
+        eqn = program.eqns[i]
+        if eqn.name != "sub" or spec.active_inputs != [0, 1] or len(eqn.outputs) != 1:
+            continue
+        a, rest = eqn.inputs
+        logsum, moves = _through_shape_only(rest, producer, program)
+        m = producer.get(logsum)
+        if m is None or program.eqns[m].name != "log" or m not in nodes:
+            continue
+        total, casts = _through_shape_only(program.eqns[m].inputs[0], producer, program)
+        k = producer.get(total)
+        if k is None or k not in nodes or nodes[k].kind != NodeKind.SUM or nodes[k].post:
+            continue
+        exps, casts_in = _through_shape_only(program.eqns[k].inputs[0], producer, program)
+        j = producer.get(exps)
+        if (j is None or j not in nodes or nodes[j].post or not has_role(program.eqns[j], "exp")
+                or program.eqns[j].inputs[0] is not a):  # fmt: skip
+            continue
+        members = sorted([j, *casts_in, k, *casts, m, *moves])
+        if any(v in outputs or len(uses.get(v, [])) != 1
+               for v in (program.eqns[q].outputs[0] for q in members)):  # fmt: skip
+            continue
+        for q in members:
+            nodes.pop(q, None)
+        del nodes[i]
+        nodes[i] = NodeSpec(NodeKind.SOFTMAX, lookup("exp"), [0],
+                            post=[*members[1:], i], first=j)  # fmt: skip
+        skip.update(members)
+
+
 def _through_shape_only(
     x: Any, producer: dict[Var, int], program: Program
 ) -> tuple[Any, list[int]]:
