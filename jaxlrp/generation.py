@@ -149,13 +149,36 @@ def greedy_continuation(
     Returns:
         int32 ``(G,)``, ``G ≤ steps``: the generated ids (``eos_id`` included when reached).
     """
+    def next_token(buffer: jax.Array, length: int) -> int:
+        return int(_next_token(apply_fn, variables, buffer, jnp.asarray(length)))
+
+    return greedy_decode(next_token, prompt_ids, steps, eos_id)
+
+
+def greedy_decode(
+    next_token: Callable[[jax.Array, int], int],
+    prompt_ids: Any,
+    steps: int,
+    eos_id: int | None = None,
+) -> np.ndarray:
+    """The greedy decoding loop: ``next_token(buffer, length)`` is the argmax token after the
+    first ``length`` ids of ``buffer`` (int32 ``(1, S)``), appended until ``steps`` tokens or
+    ``eos_id``.
+
+    The buffer has a fixed length (``len(prompt) + steps`` rounded up to a multiple of 32) so
+    that one compiled step serves every position and most prompts; causal attention ignores
+    what lies beyond ``length``.
+
+    Returns:
+        int32 ``(G,)``, ``G ≤ steps``: the generated ids (``eos_id`` included when reached).
+    """
     prompt = np.asarray(prompt_ids, np.int32).reshape(-1)
     size = -(-(prompt.size + steps) // 32) * 32
     buffer = np.zeros((1, size), np.int32)
     buffer[0, : prompt.size] = prompt
     out = []
     for length in range(prompt.size, prompt.size + steps):
-        token = int(_next_token(apply_fn, variables, jnp.asarray(buffer), jnp.asarray(length)))
+        token = next_token(jnp.asarray(buffer), length)
         out.append(token)
         buffer[0, length] = token
         if token == eos_id:

@@ -415,13 +415,15 @@ def merge_log_softmax(
 
 
 def _through_shape_only(
-    x: Any, producer: dict[Var, int], program: Program
+    x: Any, producer: dict[Var, int], program: Program, transposes: bool = False
 ) -> tuple[Any, list[int]]:
-    """The value ``x`` is a reshape/broadcast/cast of, and the indices of those shape-only
-    equations, outermost first."""
+    """The value ``x`` is a reshape/broadcast/cast (and, with ``transposes``, a transpose) of,
+    and the indices of those equations, outermost first."""
     moves = []
-    while isinstance(x, Var) and x in producer and has(program.eqns[producer[x]].name,
-                                                       "shape_only"):  # fmt: skip
+    while isinstance(x, Var) and x in producer:
+        name = program.eqns[producer[x]].name
+        if not (has(name, "shape_only") or (transposes and name == "transpose")):
+            break
         moves.append(producer[x])
         x = program.eqns[producer[x]].inputs[0]
     return x, moves
@@ -449,25 +451,15 @@ def mark_attention(
             continue
         found = []
         for position, k in enumerate(spec.active_inputs):
-            x = _through_moves(program.eqns[i].inputs[k], producer, program)
+            x, _ = _through_shape_only(program.eqns[i].inputs[k], producer, program, True)
             while x in scalings:
-                x = _through_moves(scalings[x].input, producer, program)
+                x, _ = _through_shape_only(scalings[x].input, producer, program, True)
             j = producer.get(x)
             if j is not None and j in nodes and nodes[j].kind == NodeKind.SOFTMAX:
                 found.append(position)
         if len(found) == 1:
             spec.kind = NodeKind.ATTENTION
             spec.gate = found[0]
-
-
-def _through_moves(x: Any, producer: dict[Var, int], program: Program) -> Any:
-    """The value ``x`` is a reshape/broadcast/cast/transpose of."""
-    while isinstance(x, Var) and x in producer:
-        eqn = program.eqns[producer[x]]
-        if not (has(eqn.name, "shape_only") or eqn.name == "transpose"):
-            break
-        x = eqn.inputs[0]
-    return x
 
 
 def _is_elementwise_scaling(layer: Any) -> bool:

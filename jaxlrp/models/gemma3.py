@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp.generation import greedy_decode
 from jaxlrp.models.convert import param_leaves, set_leaf
 
 __all__ = [
@@ -386,18 +387,10 @@ def greedy_generate(
     Returns:
         int32 ``(new,)``: the generated ids (``eos_id`` included when reached).
     """
-    prompt = np.asarray(token_ids, np.int32).reshape(-1)
-    size = -(-(prompt.size + max_new_tokens) // 32) * 32
-    buffer = np.zeros((1, size), np.int32)
-    buffer[0, : prompt.size] = prompt
-    generated = []
-    for length in range(prompt.size, prompt.size + max_new_tokens):
-        token = int(_greedy_step(module, variables, jnp.asarray(buffer), jnp.asarray([length]))[0])
-        generated.append(token)
-        buffer[0, length] = token
-        if token == eos_id:
-            break
-    return np.asarray(generated, np.int32)
+    def next_token(buffer: jax.Array, length: int) -> int:
+        return int(_greedy_step(module, variables, buffer, jnp.asarray([length]))[0])
+
+    return greedy_decode(next_token, token_ids, max_new_tokens, eos_id)
 
 
 # GGUF tensor names (llama.cpp) → Flax paths; "blk.N." becomes "layers_N/".
