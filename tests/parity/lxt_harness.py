@@ -116,17 +116,25 @@ def lxt_relevance(
     from jaxlrp.models import minilm
 
     model_dir = minilm.minilm_dir()
+    return run_child(__file__, timeout, ids=ids, mask=mask, probe=probe, dtypes=np.array(dtypes),
+                     weights=str(model_dir / "model.safetensors"),
+                     config=str(model_dir / "config.json"),
+                     attn_implementation=attn_implementation)  # fmt: skip
+
+
+def run_child(script: str, timeout: float, **arrays: Any) -> dict[str, np.ndarray]:
+    """Run ``python script IN.npz OUT.npz`` on ``arrays`` and return what it wrote to OUT.
+
+    Raises:
+        RuntimeError: With the child's output if it fails.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         inputs, outputs = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(
-            inputs, ids=ids, mask=mask, probe=probe, dtypes=np.array(dtypes),
-            weights=str(model_dir / "model.safetensors"), config=str(model_dir / "config.json"),
-            attn_implementation=attn_implementation,
-        )  # fmt: skip
+        np.savez(inputs, **arrays)
         # The child needs transformers' PyTorch classes, whatever backend switches this process has.
         env = {k: v for k, v in os.environ.items() if k not in ("USE_TORCH", "USE_TF", "USE_FLAX")}
         done = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), inputs, outputs],
+            [sys.executable, os.path.abspath(script), inputs, outputs],
             capture_output=True, text=True, timeout=timeout, env=env,
         )  # fmt: skip
         if done.returncode != 0:

@@ -28,13 +28,11 @@ LXT is BSD-3-Clause; nothing here is taken from its code, it is only called.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
 from typing import Any
 
 import numpy as np
+from lxt_harness import run_child  # beside this file: on sys.path as a script or a test
 
 # torchvision.models.VisionTransformer's arguments of jaxlrp's vit_tiny.
 TINY = dict(image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128,
@@ -154,19 +152,8 @@ def lxt_relevance(
     Raises:
         RuntimeError: With the child's output if it fails.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        inputs, outputs = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(inputs, x=x, targets=targets, dtypes=np.array(dtypes),
-                 **{f"state/{k}": v for k, v in state.items()})  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k not in ("USE_TORCH", "USE_TF", "USE_FLAX")}
-        done = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), inputs, outputs],
-            capture_output=True, text=True, timeout=timeout, env=env,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"LXT child process failed:\n{done.stdout}\n{done.stderr}")
-        with np.load(outputs) as data:
-            return {key: data[key] for key in data.files}
+    return run_child(__file__, timeout, x=x, targets=targets, dtypes=np.array(dtypes),
+                     **{f"state/{k}": v for k, v in state.items()})  # fmt: skip
 
 
 def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
