@@ -96,6 +96,27 @@ def _shard(tree: Any, devices: int, batched: bool) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, spec))
 
 
+def _methods(fn: Callable, forward: Callable, grad: Callable, names: tuple[str, ...], model: str,
+             variables: Any, inputs: Any, target: Any, devices: int) -> list[Method]:
+    """forward, jax.grad and ``jaxlrp.explain(fn, …)`` under each composite in ``names``, on
+    the variables (replicated) and the inputs and targets (sharded over ``devices``)."""
+
+    def explainer(composite: composites.Composite) -> Callable[..., jax.Array]:
+        def explain(variables: Any, inputs: jax.Array, target: jax.Array) -> jax.Array:
+            return jaxlrp.explain(fn, variables, inputs, target=target, composite=composite)
+
+        return explain
+
+    variables = _shard(variables, devices, batched=False)
+    xs, ts = _shard(jnp.asarray(inputs), devices, True), _shard(target, devices, True)
+    methods = [Method("forward", "forward", forward, (variables, xs)),
+               Method("jax.grad", "grad", grad, (variables, xs, ts))]  # fmt: skip
+    for name in names:
+        methods.append(Method(name, "explain", explainer(make_composite(name, model)),
+                              (variables, xs, ts)))  # fmt: skip
+    return methods
+
+
 def _image_inputs(spec: Any, batch: int, size: int | None) -> np.ndarray:
     height, width, channels = spec.input_shape
     if size is not None and spec.name not in ("mnist_cnn", "vit_b16", "vit_tiny"):
@@ -143,19 +164,7 @@ def image_case(model: str, names: tuple[str, ...], batch: int, size: int | None,
 
         return jax.grad(total)(x)
 
-    def explainer(composite: composites.Composite) -> Callable[..., jax.Array]:
-        def explain(variables: Any, x: jax.Array, target: jax.Array) -> jax.Array:
-            return jaxlrp.explain(apply, variables, x, target=target, composite=composite)
-
-        return explain
-
-    variables = _shard(variables, devices, batched=False)
-    xs, ts = _shard(jnp.asarray(x), devices, True), _shard(target, devices, True)
-    methods = [Method("forward", "forward", forward, (variables, xs)),
-               Method("jax.grad", "grad", grad, (variables, xs, ts))]  # fmt: skip
-    for name in names:
-        methods.append(Method(name, "explain", explainer(make_composite(name, model)),
-                              (variables, xs, ts)))  # fmt: skip
+    methods = _methods(apply, forward, grad, names, model, variables, x, target, devices)
     shape = "x".join(str(d) for d in x.shape[1:3])
     return Case(model, source, f"{shape} px", batch, methods,
                 {"x": x, "target": np.asarray(target)})  # fmt: skip
@@ -230,19 +239,8 @@ def llm_case(model: str, names: tuple[str, ...], batch: int, seq: int, devices: 
 
         return jax.grad(total)(embeds)
 
-    def explainer(composite: composites.Composite) -> Callable[..., jax.Array]:
-        def explain(variables: Any, ids: jax.Array, target: jax.Array) -> jax.Array:
-            return jaxlrp.explain(forward, variables, ids, target=target, composite=composite)
-
-        return explain
-
-    variables = _shard(variables, devices, batched=False)
-    ids_j, ts = _shard(jnp.asarray(ids), devices, True), _shard(target, devices, True)
-    methods = [Method("forward", "forward", forward, (variables, ids_j)),
-               Method("jax.grad", "grad", grad, (variables, ids_j, ts))]  # fmt: skip
-    for name in names:
-        methods.append(Method(name, "explain", explainer(make_composite(name, model)),
-                              (variables, ids_j, ts)))  # fmt: skip
+    methods = _methods(forward, forward, grad, names, model, variables, ids, target,
+                       devices)
     return Case(model, source, f"{seq} tokens", batch, methods)
 
 
