@@ -120,3 +120,23 @@ def test_bfloat16_efficientnet_relevance_on_photos_correlates_with_float32():
     r16 = jaxlrp.explain(module.apply, to_bf16(variables), x.astype(BF16), target=target,
                          composite=composite)  # fmt: skip
     assert correlation(r32[0], r16[0]) >= 0.99
+
+
+def test_flax_attention_in_bfloat16_keeps_its_softmax_and_attention_nodes():
+    """Code we did not write: Flax's own attention layer computing in bfloat16."""
+    import flax.linen as nn
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 8))
+    kinds = {}
+    for dtype in (jnp.float32, BF16):
+        layer = nn.MultiHeadDotProductAttention(num_heads=2, dtype=dtype)
+        variables = layer.init(jax.random.PRNGKey(1), x)
+
+        def fn(v, x, layer=layer):
+            return layer.apply(v, x).mean(1)
+
+        kinds[dtype] = node_kinds(fn, to_bf16(variables) if dtype == BF16 else variables,
+                                  x.astype(dtype), composite=composites.AttnLRP())  # fmt: skip
+    assert ("softmax", "TaylorAtInput()") in kinds[BF16]
+    assert ("attention", "UniformProduct()") in kinds[BF16]
+    assert kinds[BF16] == kinds[jnp.float32]
