@@ -6,9 +6,8 @@ split the batch axis over the devices (``NamedSharding(mesh, P("batch"))``) and 
 partition the computation. :func:`jaxlrp.explain_dataset` uses the helpers here.
 
 The mesh axis is of type ``AxisType.Auto`` (the sharding is propagated by the compiler).
-``jax.make_mesh`` makes ``Explicit`` axes by default in current JAX; ``jaxlrp.explain`` traces
-the model on shapes without their sharding, and under explicit sharding the output's cotangent
-then lacks the output's sharding type, so use ``Auto`` axes (see ``docs/scale.md``).
+Inputs on meshes with ``Explicit`` axes (``jax.make_mesh``'s default in current JAX) explain the
+same way: the rules' transposed passes keep the sharding type of each layer's input.
 """
 
 from __future__ import annotations

@@ -69,6 +69,12 @@ def stabilize(x: Array, epsilon: float | Array, clip: bool = False) -> Array:
     return x + epsilon * sign0(x)
 
 
+def abstract(x: Array) -> jax.ShapeDtypeStruct:
+    """The shape, dtype and sharding type of ``x``: what ``jax.linear_transpose`` needs for
+    its primal, including the sharding of arrays on a mesh with Explicit axes."""
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=jax.typeof(x).sharding)
+
+
 def concrete(x: Any) -> np.ndarray | None:
     """``x`` as a NumPy array when its value is known now, None when it is traced."""
     try:
@@ -172,8 +178,7 @@ class LayerContext:
 
     def backward(self, w: Array, s: Array) -> Array:
         """``[∂_a f(a; w, 0)]ᵀ s``: the transposed layer applied to ``s`` (input-shaped)."""
-        spec = jax.ShapeDtypeStruct(self.a.shape, self.a.dtype)
-        (out,) = jax.linear_transpose(lambda x: self.apply(x, w), spec)(s)
+        (out,) = jax.linear_transpose(lambda x: self.apply(x, w), abstract(self.a))(s)
         return out
 
 

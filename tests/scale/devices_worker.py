@@ -48,16 +48,26 @@ def main(report_path: str) -> None:
     def explain_jit(p, inputs, targets):
         return jaxlrp.explain(model.apply, p, inputs, target=targets, composite=COMPOSITE)
 
-    def sharded_jit(axis_type: AxisType) -> dict:
+    def sharded_jit(axis_type: AxisType, composite=COMPOSITE, jit: bool = True) -> dict:
         mesh = jax.make_mesh((8,), ("batch",), axis_types=(axis_type,))
         split, copy = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
         xs, ys = jax.device_put(x, split), jax.device_put(y, split)
-        r = jax.jit(explain_jit)(jax.device_put(variables, copy), xs, ys)
-        return {"diff": max_diff(r, one_device), "spec": str(r.sharding.spec),
+
+        def run(p, inputs, targets):
+            return jaxlrp.explain(model.apply, p, inputs, target=targets, composite=composite)
+
+        r = (jax.jit(run) if jit else run)(jax.device_put(variables, copy), xs, ys)
+        expected = one_device if composite is COMPOSITE else run(variables, x, y)
+        return {"diff": max_diff(r, expected), "spec": str(r.sharding.spec),
                 "devices": len(r.sharding.device_set)}  # fmt: skip
 
     report["jit_auto"] = attempt(lambda: sharded_jit(AxisType.Auto))
     report["jit_explicit"] = attempt(lambda: sharded_jit(AxisType.Explicit))
+    for name, composite in (("gamma_box", composites.EpsilonGammaBox(low=-3.0, high=3.0)),
+                            ("alpha2beta1", composites.EpsilonAlpha2Beta1()),
+                            ("plus_flat", composites.EpsilonPlusFlat())):  # fmt: skip
+        report[f"explicit_{name}"] = attempt(lambda c=composite: sharded_jit(AxisType.Explicit, c))
+    report["explicit_eager"] = attempt(lambda: sharded_jit(AxisType.Explicit, jit=False))
 
     def dataset() -> dict:
         xd, yd = data(20)

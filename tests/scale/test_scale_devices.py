@@ -40,11 +40,25 @@ def test_jitted_explain_of_a_batch_split_over_8_devices_equals_one_device(report
     assert result["diff"] <= EXACT
 
 
-@pytest.mark.xfail(strict=True, reason="jaxlrp.explain traces the model on unsharded shapes: "
-                   "under Explicit mesh axes (jax.make_mesh's default) the output cotangent "
-                   "lacks the output's sharding type (explain.py, lrp's relevance_fn)")  # fmt: skip
 def test_explicitly_sharded_batch_equals_one_device(report: dict) -> None:
-    assert report["jit_explicit"].get("diff", 1.0) <= EXACT, report["jit_explicit"]
+    """Explicit mesh axes (``jax.make_mesh``'s default): the rules' transposed passes keep the
+    sharding type of the layer's input."""
+    result = report["jit_explicit"]
+    assert result.get("error") is None, result
+    assert result["devices"] == 8 and result["spec"].startswith("P('batch'")
+    assert result["diff"] <= EXACT
+
+
+@pytest.mark.parametrize("check", ["explicit_gamma_box", "explicit_alpha2beta1",
+                                   "explicit_plus_flat", "explicit_eager"])  # fmt: skip
+def test_every_rule_family_explains_explicitly_sharded_inputs_like_one_device(
+    report: dict, check: str
+) -> None:
+    """ZBox, generalized γ and αβ (several transposed passes per layer), Flat, and the eager
+    (not jitted) explain of Explicit-sharded arrays, each against the same composite unsharded."""
+    result = report[check]
+    assert result.get("error") is None, result
+    assert result["devices"] == 8 and result["diff"] <= EXACT
 
 
 def test_explain_dataset_over_8_devices_equals_explain(report: dict) -> None:
