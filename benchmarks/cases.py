@@ -26,7 +26,13 @@ import jaxlrp
 from benchmarks.measure import Method
 from jaxlrp import composites, models, rules
 
-IMAGE_COMPOSITES = ("epsilon", "epsilon-plus-flat", "epsilon-gamma-box", "epsilon-alpha2-beta1")
+IMAGE_COMPOSITES = (
+    "epsilon",
+    "epsilon-plus-flat",
+    "epsilon-gamma-box",
+    "epsilon-gamma-box-original",
+    "epsilon-alpha2-beta1",
+)
 TRANSFORMER_COMPOSITES = ("attnlrp", "cplrp")
 ALL_COMPOSITES = IMAGE_COMPOSITES + TRANSFORMER_COMPOSITES
 TRANSFORMERS = ("vit_b16", "vit_tiny", "all_minilm_l6_v2", "gemma3_270m")
@@ -51,6 +57,9 @@ def make_composite(name: str, model: str) -> composites.Composite:
     if name == "epsilon-gamma-box":
         spec = models.info(model)
         return composites.EpsilonGammaBox(low=spec.low, high=spec.high)
+    if name == "epsilon-gamma-box-original":  # the overview's (non-generalized) gamma
+        spec = models.info(model)
+        return composites.EpsilonGammaBox(low=spec.low, high=spec.high, generalized=False)
     if name == "epsilon-alpha2-beta1":
         return composites.EpsilonAlpha2Beta1()
     if name == "attnlrp":

@@ -42,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "vit_tiny)")  # fmt: skip
     parser.add_argument("--composites", default=None,
                         help="comma-separated: epsilon, epsilon-plus-flat, epsilon-gamma-box, "
+                        "epsilon-gamma-box-original (the overview's non-generalized gamma), "
                         "epsilon-alpha2-beta1, attnlrp, cplrp (default: all; each model gets "
                         "those that apply to it)")  # fmt: skip
     parser.add_argument("--batch", type=int, default=None, help="default 2 (--smoke: 1)")

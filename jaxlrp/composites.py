@@ -175,21 +175,31 @@ def _check_rule(rule: Any, where: str) -> None:
 
 
 def EpsilonGammaBox(  # noqa: N802 - named like zennit's class
-    low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6
+    low: Any,
+    high: Any,
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    stabilizer: float = 1e-6,
+    generalized: bool = True,
 ) -> Composite:
     """ZBox(low, high) on the first layer, Gamma(γ) on convolutions, Epsilon(ε) on dense and
     affine layers.
 
     Args:
-      low, high: bounds of the input domain (after the model's normalization), scalars or arrays
-        broadcastable to the input (e.g. per channel).
+      low: lower bound of the input domain (after the model's normalization), a scalar or an
+        array broadcastable to the input (e.g. per channel).
+      high: upper bound of the input domain, like ``low``.
       epsilon: ε of dense layers.
       gamma: γ of convolutions.
       stabilizer: stabilizer of Gamma, ZBox and Norm.
+      generalized: the sign-aware Gamma of zennit (default) or, with False, the overview's
+        original rule ``a (w + γw⁺)`` (see :class:`~jaxlrp.rules.Gamma`): about a quarter
+        less work on convolutions, equal wherever the convolution's input is non-negative and
+        its output positive.
     """
     return Composite(
         first=rules.ZBox(low=low, high=high, stabilizer=stabilizer),
-        conv=rules.Gamma(gamma=gamma, stabilizer=stabilizer),
+        conv=rules.Gamma(gamma=gamma, stabilizer=stabilizer, generalized=generalized),
         dense=rules.Epsilon(epsilon=epsilon),
         affine=rules.Epsilon(epsilon=epsilon),
         sum=rules.Norm(stabilizer),

@@ -60,6 +60,16 @@ CONFIGURATIONS = (
         lambda r, c, case: c.Composite(default=r.Gamma(gamma=1.0)),
         lambda case: ref.Composite(default=ref.Gamma(1.0)),
     ),
+    Configuration(  # the overview's gamma is meant for non-negative inputs: not on the input layer
+        "zbox_first_original_gamma_elsewhere",
+        lambda r, c, case: c.Composite(
+            default=r.Gamma(gamma=0.25, generalized=False),
+            first=r.ZBox(low=case.low, high=case.high),
+        ),
+        lambda case: ref.Composite(
+            default=ref.OriginalGamma(0.25), first=ref.ZBox(case.low, case.high)
+        ),
+    ),
     Configuration(
         "zplus_everywhere",
         lambda r, c, case: c.Composite(default=r.ZPlus()),
@@ -108,6 +118,12 @@ CONFIGURATIONS = (
         "epsilon_gamma_box",
         lambda r, c, case: c.EpsilonGammaBox(low=case.low, high=case.high),
         lambda case: ref.EpsilonGammaBox(case.low, case.high),
+        CNN_CASES,
+    ),
+    Configuration(
+        "epsilon_gamma_box_original_gamma",
+        lambda r, c, case: c.EpsilonGammaBox(low=case.low, high=case.high, generalized=False),
+        lambda case: ref.EpsilonGammaBox(case.low, case.high, generalized=False),
         CNN_CASES,
     ),
     Configuration(

@@ -352,6 +352,16 @@ def Gamma(gamma: float = 0.25, stabilizer: float = DEFAULT_STABILIZER) -> Linear
     return LinearRule(f"Gamma({gamma})", (positive, negative), stabilizer)
 
 
+def OriginalGamma(gamma: float = 0.25, stabilizer: float = DEFAULT_STABILIZER) -> LinearRule:
+    """The overview's LRP-gamma: a (w + gamma w+) / (sum a (w + gamma w+) + b + gamma b+) for
+    every output, whatever its sign."""
+
+    def up(x):
+        return x + gamma * pos(x)
+
+    return LinearRule(f"OriginalGamma({gamma})", (Group((Term(_identity, up, up),)),), stabilizer)
+
+
 def AlphaBeta(alpha: float = 2.0, beta: float = 1.0, stabilizer=DEFAULT_STABILIZER) -> LinearRule:
     """alpha * (positive contributions share) - beta * (negative contributions share)."""
     positive = Group((Term(pos, pos, pos), Term(neg, neg, _no_bias)), coefficient=alpha)
@@ -465,9 +475,13 @@ class Composite:
         return rule
 
 
-def EpsilonGammaBox(low, high, epsilon: float = 1e-6, gamma: float = 0.25) -> Composite:
-    """zennit's preset: ZBox on the first conv, Gamma on other convs, Epsilon on dense layers."""
-    return Composite(first=ZBox(low, high), conv=Gamma(gamma), dense=Epsilon(epsilon))
+def EpsilonGammaBox(
+    low, high, epsilon: float = 1e-6, gamma: float = 0.25, generalized: bool = True
+) -> Composite:
+    """zennit's preset: ZBox on the first conv, Gamma on other convs, Epsilon on dense layers
+    (with ``generalized=False`` the overview's original gamma on the convs)."""
+    conv = Gamma(gamma) if generalized else OriginalGamma(gamma)
+    return Composite(first=ZBox(low, high), conv=conv, dense=Epsilon(epsilon))
 
 
 def output_relevance(logits: np.ndarray, target) -> np.ndarray:
