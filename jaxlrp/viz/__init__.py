@@ -19,7 +19,7 @@ from jaxlrp.viz.colormaps import (
     get_colormap,
 )
 from jaxlrp.viz.grid import grid
-from jaxlrp.viz.heatmap import colorize, heatmap, overlay
+from jaxlrp.viz.heatmap import colorize, crop_region, heatmap, overlay
 from jaxlrp.viz.images import to_rgb_float, to_rgb_uint8
 from jaxlrp.viz.normalize import normalize, reduce_channels, relevance_scale
 from jaxlrp.viz.png import save_png
@@ -31,6 +31,7 @@ __all__ = [
     "apply_colormap",
     "available_colormaps",
     "colorize",
+    "crop_region",
     "get_colormap",
     "grid",
     "heatmap",
