@@ -268,9 +268,19 @@ def short_name(name: str, width: int = 28) -> str:
 
 
 def panel_figure(
-    pixels: np.ndarray, result: Explanation, labels: Sequence[str], path: str | os.PathLike
+    pixels: np.ndarray,
+    result: Explanation,
+    labels: Sequence[str],
+    path: str | os.PathLike,
+    composite: str | None = None,
+    model: str | None = None,
 ) -> Any:
-    """Rows of image | heatmap | overlay, titled with the explained class; written to ``path``."""
+    """Rows of image | heatmap | overlay, titled with the explained class; written to ``path``.
+
+    The figure's title names the ``model`` and the ``composite`` (when given), and a colour bar
+    explains the heatmap's colours: relevance divided by its scale ``s`` (the 99.5th percentile
+    of ``|R|`` per image, :data:`HEATMAP_STYLE`), red positive, blue negative, white zero.
+    """
     cells, titles = [], []
     for n, label in enumerate(labels):
         k = int(result.target[n])
@@ -281,8 +291,27 @@ def panel_figure(
                   render(pixels[n], result.relevance[n], "overlay")]  # fmt: skip
         titles += [label, f"LRP: {short_name(result.target_name(n))}{share}", "overlay"]
     figure = viz.grid(cells, titles=titles, ncols=3, cell_size=3.2)
+    _add_legend(figure, composite, model)
     figure.savefig(os.fspath(path), dpi=100)
     return figure
+
+
+def _add_legend(figure: Any, composite: str | None, model: str | None) -> None:
+    """A title naming the model and composite, and a colour bar of :data:`HEATMAP_STYLE`."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
+    panels = list(figure.axes)
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(width, height + 1.1)  # room for the title and the colour bar
+    if composite or model:
+        parts = [model, f"LRP composite {composite}" if composite else None]
+        figure.suptitle(" · ".join(p for p in parts if p), fontsize=13)
+    colours = viz.apply_colormap(np.linspace(0.0, 1.0, 256), HEATMAP_STYLE["cmap"]) / 255.0
+    mappable = ScalarMappable(norm=Normalize(-1.0, 1.0), cmap=ListedColormap(colours))
+    bar = figure.colorbar(mappable, ax=panels, location="bottom", shrink=0.5, aspect=40,
+                          ticks=[-1, -0.5, 0, 0.5, 1])  # fmt: skip
+    bar.set_label("relevance / s   (s: 99.5th percentile of |R| per image; red +, blue −)")
 
 
 def format_top(result: Explanation, n: int) -> str:
@@ -335,6 +364,7 @@ def run_demo(
     path = Path(out)
     if path.parent != Path(""):
         path.parent.mkdir(parents=True, exist_ok=True)
-    panel_figure(pixels, result, list(images), path)
+    panel_figure(pixels, result, list(images), path, composite=explainer.composite.name,
+                 model=explainer.spec.name)
     log(f"wrote {path} ({time.perf_counter() - start:.1f} s in all)")
     return path

@@ -193,6 +193,12 @@ def lrp(
     output relevance) and returns the relevance of ``args[argnums]`` (a tuple for a tuple of
     ``argnums``), with each argument's pytree structure.
 
+    ``relevance_fn(R_out, cotangent=c)`` starts the backward pass from the modified gradient
+    ``c`` (of the output's shape) instead of ``R_out / out``: for ``R_out = out ⊙ onehot`` pass
+    ``cotangent=onehot``, which stays exact where the target output is zero (``R_out / out``
+    would be 0/0 there). This is what :func:`explain` does (see :func:`output_relevance`);
+    ``R_out`` is then used only for its shape.
+
     An integer (or boolean) argument, such as token ids, is explained at its *lookups*: the
     float values the function looks up with it (``nn.Embed``, ``E[ids]``, ``jnp.take``, a
     one-hot matmul; see :mod:`jaxlrp.embeddings`). Their relevance ``R = v ⊙ c + tap`` is

@@ -138,7 +138,12 @@ def ledger(
     entering and leaving every layer and node (summed over the batch).
 
     Args:
-      fn, args, target, composite, argnums, batched: as for :func:`jaxlrp.explain`.
+      fn: as for :func:`jaxlrp.explain`.
+      *args: as for :func:`jaxlrp.explain`.
+      target: as for :func:`jaxlrp.explain`.
+      composite: as for :func:`jaxlrp.explain`.
+      argnums: as for :func:`jaxlrp.explain`.
+      batched: as for :func:`jaxlrp.explain`.
 
     Returns:
       A :class:`Ledger`; ``print`` it for a table, or ask :meth:`Ledger.absorbing`.

@@ -174,12 +174,14 @@ def bilrp(
       embed_fn: ``embed_fn(variables, ids)``, or ``embed_fn(variables, ids, mask)`` when masks
         are given, returning the embedding (any shape; every entry is one ``m``).
       variables: the model's parameters (not explained).
-      ids_a, ids_b: the two inputs, e.g. ``(T_a,)`` and ``(T_b,)`` token ids (integers are
-        explained at their embedding lookups; float inputs are explained directly).
+      ids_a: the first input, e.g. ``(T_a,)`` token ids (integers are explained at their
+        embedding lookups; float inputs are explained directly).
+      ids_b: the second input, e.g. ``(T_b,)`` token ids.
       composite: the LRP rules, e.g. :func:`jaxlrp.composites.AttnLRP` or
         :func:`~jaxlrp.composites.CPLRP` for transformers; ``Epsilon`` everywhere if None.
-      mask_a, mask_b: optional third arguments of ``embed_fn`` (attention masks); give both or
-        neither.
+      mask_a: optional third argument of ``embed_fn`` for ``ids_a`` (an attention mask); give
+        both masks or neither.
+      mask_b: the same for ``ids_b``.
       batch_size: explain the embedding entries in chunks of this size (bounds memory).
 
     Returns:
@@ -224,7 +226,13 @@ def similarity_relevance(
     :func:`bilrp`, it says which tokens of one input matter, not which tokens they match.
 
     Args:
-      embed_fn, variables, ids_a, ids_b, composite, mask_a, mask_b: as in :func:`bilrp`.
+      embed_fn: as in :func:`bilrp`.
+      variables: as in :func:`bilrp`.
+      ids_a: as in :func:`bilrp`.
+      ids_b: as in :func:`bilrp`.
+      composite: as in :func:`bilrp`.
+      mask_a: as in :func:`bilrp`.
+      mask_b: as in :func:`bilrp`.
 
     Returns:
       ``(R_a, R_b)`` of the shapes of ``ids_a`` and ``ids_b``.

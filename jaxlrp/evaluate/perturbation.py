@@ -160,7 +160,10 @@ def perturbation_curve(
     """One region-perturbation curve: the target score after each perturbation step.
 
     Args:
-      f, args, target, argnums: the model call and its target, as for :func:`jaxlrp.explain`.
+      f: the model, as for :func:`jaxlrp.explain`.
+      *args: its arguments, as for :func:`jaxlrp.explain`.
+      target: the explained output, as for :func:`jaxlrp.explain`.
+      argnums: which argument is perturbed, as for :func:`jaxlrp.explain`.
       relevance: an attribution of ``args[argnums]`` (same shape).
       order: ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first).
       patch: region size ``(ph, pw)`` or an int; the spatial sizes must be multiples of it.

