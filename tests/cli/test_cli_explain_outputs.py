@@ -47,7 +47,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(args: object) -> None:
         pytest.fail("the CLI loaded the model: the refusal did not come before the work")
 
-    monkeypatch.setattr(cli, "_make_explainer", fail)
+    monkeypatch.setattr(cli.explain_images, "_make_explainer", fail)
 
 
 def one_line_error(capsys: pytest.CaptureFixture) -> str:
@@ -144,7 +144,8 @@ def test_an_existing_output_is_kept_unless_overwrite(
     out.write_bytes(b"keep me")
     argv = ["explain", str(photos / "camera.png"), *TINY, "-o", str(out)]
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_make_explainer", lambda args: pytest.fail("work was done"))
+        patch.setattr(cli.explain_images, "_make_explainer",
+                      lambda args: pytest.fail("work was done"))
         assert main(argv) == 1
     error = one_line_error(capsys)
     assert f"{out} exists already" in error and "--overwrite" in error

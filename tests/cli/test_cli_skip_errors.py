@@ -89,7 +89,8 @@ def test_skip_errors_with_nothing_skipped_exits_zero(
 def test_an_unreadable_file_stops_the_run_before_any_work(
     mixed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(cli, "_make_explainer", lambda args: pytest.fail("work was done"))
+    monkeypatch.setattr(cli.explain_images, "_make_explainer",
+                        lambda args: pytest.fail("work was done"))
     assert main(["explain", str(mixed), "--batch", *TINY, "-o", "out/"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == (
@@ -120,7 +121,8 @@ def test_a_truncated_file_stops_the_run_naming_it(
 def test_only_unreadable_files_is_a_summary_and_exit_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(cli, "_make_explainer", lambda args: pytest.fail("nothing to explain"))
+    monkeypatch.setattr(cli.explain_images, "_make_explainer",
+                        lambda args: pytest.fail("nothing to explain"))
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x00" * 64)
     assert main(["explain", str(bad), *TINY, "--skip-errors", "-o", f"{tmp_path}/out/"]) == 1
