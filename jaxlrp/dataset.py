@@ -26,7 +26,6 @@ import json
 import os
 import re
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp import compiled
 from jaxlrp.composites import Composite
-from jaxlrp.explain import _as_function, _composite_key, _identity, lrp, output_relevance
+from jaxlrp.explain import _as_function, lrp, output_relevance
 from jaxlrp.sharding import BatchLayout, batch_mesh
 
 Array = Any
@@ -403,8 +403,7 @@ class _Run:
         _write_json(self.directory / MANIFEST, self.manifest)
 
 
-_STEPS: OrderedDict[tuple, tuple[tuple[Any, ...], Callable]] = OrderedDict()
-_STEPS_MAX = 8
+_STEPS = compiled.Cache(maxsize=8)
 
 
 def _make_step(fn: Callable, composite: Composite | None, batched: bool | None,
@@ -412,19 +411,10 @@ def _make_step(fn: Callable, composite: Composite | None, batched: bool | None,
     """One jitted ``(params, x, targets) -> (relevance, outputs, targets)``, reused by later
     calls with the same function, composite (by value), ``batched`` and target function, so that
     a second run in the same process compiles nothing new."""
-    fn_ids, fn_owners = _identity(fn)
-    composite_key = _composite_key(composite)
-    owners = (*fn_owners, target_fn) + ((composite,) if composite_key[0] == "id" else ())
-    key = (fn_ids, composite_key, batched, id(target_fn))
-    hit = _STEPS.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], owners, strict=True)):
-        _STEPS.move_to_end(key)
-        return hit[1]
-    step = _new_step(fn, composite, batched, target_fn)
-    _STEPS[key] = (owners, step)
-    while len(_STEPS) > _STEPS_MAX:
-        _STEPS.popitem(last=False)
-    return step
+    options = ("dataset step", batched, id(target_fn))
+    return _STEPS.get(fn, composite, options,
+                      lambda: _new_step(fn, composite, batched, target_fn),
+                      also_owned=(target_fn,)).run  # fmt: skip
 
 
 def _new_step(fn: Callable, composite: Composite | None, batched: bool | None,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxlrp import validation
+from jaxlrp import compiled, validation
 from jaxlrp.composites import Composite
 from jaxlrp.embeddings import TokenInputs, cut_at_lookups
 from jaxlrp.graph import analyze
@@ -383,77 +382,38 @@ composite and shapes). Set the environment variable ``JAXLRP_COMPILE_EAGER=0`` t
 op by op instead, which is faster when many composites are tried on one small model (each
 primitive is compiled once and reused)."""
 
-@dataclasses.dataclass
-class _Compiled:
-    """A jitted explainer and the output shapes it has seen, per argument signature."""
-
-    owners: tuple[Any, ...]  # kept alive so that the ids in the cache key stay theirs
-    run: Callable
-    out_shapes: dict[Any, tuple[int, ...]] = dataclasses.field(default_factory=dict)
-
-    def out_shape(self, call: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
-        """The output shape of ``call(*args)``, traced once per argument signature."""
-        leaves, treedef = jax.tree_util.tree_flatten(args)
-        signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
-        shape = self.out_shapes.get(signature)
-        if shape is None:
-            out = jax.eval_shape(call, *args)
-            shape = self.out_shapes[signature] = validation.output_shape(out)
-        return shape
-
-
-_COMPILED: OrderedDict[tuple, _Compiled] = OrderedDict()
-_COMPILED_MAX = 32
-
-
-def _identity(obj: Any) -> tuple[tuple[int, ...], tuple[Any, ...]]:
-    """Ids naming ``obj`` and the objects behind them. A bound method (``model.apply``) is a new
-    object at every attribute access, so it is named by its instance and its function."""
-    if hasattr(obj, "__self__") and hasattr(obj, "__func__"):
-        return (id(obj.__self__), id(obj.__func__)), (obj.__self__, obj.__func__)
-    return (id(obj),), (obj,)
-
-
-def _composite_key(composite: Any) -> Any:
-    """Composites (and their rules) compare and hash by value, so equal composites built anew in
-    each call share one compiled explanation; an unhashable user-defined one is keyed by
-    identity."""
-    try:
-        hash(composite)
-    except TypeError:
-        return ("id", id(composite))
-    return ("value", composite)
+_COMPILED = compiled.Cache(maxsize=32)
+"""The jitted explainers of eager ``explain`` calls (see :mod:`jaxlrp.compiled`)."""
 
 
 def _compiled(
     fn: Callable, composite: Any, argnums: ArgNums, batched: bool | None, keep_features: bool,
     record: Any = None, record_params: Any = None,
-) -> _Compiled:
-    """The jitted explainer for (fn, composite): one per function object and composite *value*,
-    cached while the function is alive in the cache.
+) -> compiled.Entry:
+    """The jitted explainer for (fn, composite): one per function object and composite *value*.
 
     Eager calls run through ``jax.jit``: one compilation instead of one per primitive.
     """
-    fn_ids, fn_owners = _identity(fn)
-    composite_key = _composite_key(composite)
-    owners = fn_owners if composite_key[0] == "value" else (*fn_owners, composite)
     nums = argnums if isinstance(argnums, int) else tuple(argnums)
-    key = (fn_ids, composite_key, nums, batched, keep_features, selector_key(record),
-           selector_key(record_params))  # fmt: skip
-    hit = _COMPILED.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit.owners, owners, strict=True)):
-        _COMPILED.move_to_end(key)
-        return hit
+    options = ("explain", nums, batched, keep_features, selector_key(record),
+               selector_key(record_params))  # fmt: skip
 
     def run(args: tuple[Any, ...], target: Any) -> Any:
         return _explain(fn, args, target, composite, argnums, batched, keep_features, record,
                         record_params)  # fmt: skip
 
-    entry = _Compiled(owners, jax.jit(run))
-    _COMPILED[key] = entry
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
-    return entry
+    return _COMPILED.get(fn, composite, options, lambda: jax.jit(run))
+
+
+def _out_shape(entry: compiled.Entry, call: Callable, args: tuple[Any, ...]) -> tuple[int, ...]:
+    """The output shape of ``call(*args)``, traced once per argument signature and entry."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    signature = (treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves))
+    shape = entry.out_shapes.get(signature)
+    if shape is None:
+        out = jax.eval_shape(call, *args)
+        shape = entry.out_shapes[signature] = validation.output_shape(out)
+    return shape
 
 
 def _is_traced(tree: Any) -> bool:
@@ -540,9 +500,9 @@ def explain(
     # becomes a function of its state (one compiled function per graph definition)
     call, call_args, nums = _as_function(fn, args, argnums)
     _normalize_argnums(nums, len(call_args))
-    compiled = _compiled(call, composite, nums, batched, keep_features, record, record_params)
-    _check_target(compiled.out_shape(call, call_args), target)
-    return compiled.run(call_args, jnp.asarray(target))
+    entry = _compiled(call, composite, nums, batched, keep_features, record, record_params)
+    _check_target(_out_shape(entry, call, call_args), target)
+    return entry.run(call_args, jnp.asarray(target))
 
 
 def layers(fn: Callable[..., Array], *args: Any, argnums: ArgNums = -1) -> list[LayerInfo]:

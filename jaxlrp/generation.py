@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlrp import compiled
 from jaxlrp import composites as _composites
 from jaxlrp.composites import Composite
 from jaxlrp.explain import lrp
@@ -202,9 +203,14 @@ def _rows(apply_fn: Callable, composite: Composite, variables: Any, ids: jax.Arr
     return jnp.where(causal, rows, 0.0), out[0, positions, targets]
 
 
-@functools.cache
+_ROWS = compiled.Cache(maxsize=8)
+
+
 def _compiled_rows(apply_fn: Callable, composite: Composite) -> Callable:
-    return jax.jit(functools.partial(_rows, apply_fn, composite), static_argnums=2)
+    """``_rows`` of ``apply_fn`` and ``composite``, jitted once per function object and
+    composite value (the prompt length is static)."""
+    return _ROWS.get(apply_fn, composite, ("continuation",), lambda: jax.jit(
+        functools.partial(_rows, apply_fn, composite), static_argnums=2)).run
 
 
 def explain_continuation(
@@ -265,10 +271,7 @@ def explain_continuation(
         raise ValueError("the continuation is empty: nothing to explain")
     ids = np.concatenate([prompt, continuation])
     composite = composite if composite is not None else _composites.AttnLRP()
-    try:
-        run = _compiled_rows(apply_fn, composite)
-    except TypeError:  # an unhashable function or composite: compiled for this call only
-        run = jax.jit(functools.partial(_rows, apply_fn, composite), static_argnums=2)
+    run = _compiled_rows(apply_fn, composite)
     relevance, logits = run(variables, jnp.asarray(ids[None]), int(prompt.size))
     tokens = None if decode is None else tuple(decode(int(i)) for i in ids)
     return ContinuationExplanation(ids, int(prompt.size), np.asarray(relevance, np.float32),

@@ -32,12 +32,14 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxlrp import compiled
 from jaxlrp.composites import Composite
 from jaxlrp.explain import lrp
 
@@ -77,21 +79,21 @@ def _per_dimension(
     return phi, per_dim
 
 
-def _run(jitted: Callable, plain: Callable, *args: Any) -> Any:
-    """``jitted(*args)`` (its first arguments, the function and the composite, are static and
-    must hash); ``plain(*args)`` when they do not (e.g. a composite holding a list)."""
-    try:
-        hash(args[:2])
-    except TypeError:
-        return plain(*args)
-    return jitted(*args)
+_JITTED = compiled.Cache(maxsize=16)
+
+
+def _run(plain: Callable, static: tuple[Any, ...], *args: Any) -> Any:
+    """``plain(*static, *args)`` through ``jax.jit`` with ``static`` (the embedding function,
+    the composite, options) baked in: compiled once per function object, composite value and
+    options (:mod:`jaxlrp.compiled`)."""
+    fn, composite, *options = static
+    entry = _JITTED.get(fn, composite, (plain.__name__, *options),
+                        lambda: jax.jit(functools.partial(plain, *static)))  # fmt: skip
+    return entry.run(*args)
 
 
 def _embedding_relevance(embed_fn, composite, batch_size, variables, ids, mask):
     return _per_dimension(embed_fn, composite, variables, ids, mask, batch_size)
-
-
-_embedding_relevance_jit = jax.jit(_embedding_relevance, static_argnums=(0, 1, 2))
 
 
 def embedding_relevance(
@@ -126,17 +128,13 @@ def embedding_relevance(
       Eberle et al., "Building and Interpreting Deep Similarity Models", IEEE TPAMI 2022 (the
       per-dimension explanations that BiLRP contracts).
     """
-    return _run(_embedding_relevance_jit, _embedding_relevance, embed_fn, composite, batch_size,
-                variables, ids, mask)  # fmt: skip
+    return _run(_embedding_relevance, (embed_fn, composite, batch_size), variables, ids, mask)
 
 
 def _bilrp(embed_fn, composite, batch_size, variables, ids_a, ids_b, mask_a, mask_b):
     _, r_a = _per_dimension(embed_fn, composite, variables, ids_a, mask_a, batch_size)
     _, r_b = _per_dimension(embed_fn, composite, variables, ids_b, mask_b, batch_size)
     return jnp.tensordot(r_a, r_b, axes=(0, 0))
-
-
-_bilrp_jit = jax.jit(_bilrp, static_argnums=(0, 1, 2))
 
 
 def bilrp(
@@ -193,8 +191,8 @@ def bilrp(
     """
     if (mask_a is None) != (mask_b is None):
         raise ValueError("give both mask_a and mask_b, or neither")
-    return _run(_bilrp_jit, _bilrp, embed_fn, composite, batch_size, variables, ids_a, ids_b,
-                mask_a, mask_b)  # fmt: skip
+    return _run(_bilrp, (embed_fn, composite, batch_size), variables, ids_a, ids_b, mask_a,
+                mask_b)  # fmt: skip
 
 
 def _first_order(embed_fn, composite, variables, ids_a, ids_b, mask_a, mask_b):
@@ -204,9 +202,6 @@ def _first_order(embed_fn, composite, variables, ids_a, ids_b, mask_a, mask_b):
     # R_out = φ(a) ⊙ φ(b): each entry's share of s; its cotangent at φ(a) is φ(b), and vice versa
     r_out = phi_a * phi_b
     return rel_a(r_out, cotangent=phi_b), rel_b(r_out, cotangent=phi_a)
-
-
-_first_order_jit = jax.jit(_first_order, static_argnums=(0, 1))
 
 
 def similarity_relevance(
@@ -243,5 +238,4 @@ def similarity_relevance(
     """
     if (mask_a is None) != (mask_b is None):
         raise ValueError("give both mask_a and mask_b, or neither")
-    return _run(_first_order_jit, _first_order, embed_fn, composite, variables, ids_a, ids_b,
-                mask_a, mask_b)  # fmt: skip
+    return _run(_first_order, (embed_fn, composite), variables, ids_a, ids_b, mask_a, mask_b)
