@@ -36,11 +36,12 @@ from jaxlrp.compilation_cache import enable_compilation_cache
 from jaxlrp.composites import Composite
 from jaxlrp.dataset import DatasetExplanation, explain_dataset, load_explanations
 from jaxlrp.errors import RuleError, UnsupportedPrimitiveError, UsageError, UsageWarning
-from jaxlrp.explain import explain, layers, lrp, output_relevance, print_rules, rule_table
+from jaxlrp.explain import explain, lrp, output_relevance
 from jaxlrp.generation import ContinuationExplanation, explain_continuation
 from jaxlrp.ledger import Ledger, LedgerEntry, ledger
 from jaxlrp.plan import LayerInfo, NodeInfo, NodeKind
 from jaxlrp.record import Recorded, recordable
+from jaxlrp.rule_plan import layers, print_rules, rule_table
 from jaxlrp.similarity import bilrp, embedding_relevance, similarity_relevance
 
 __version__ = "0.1.0"
