@@ -142,12 +142,7 @@ def _explain_each(args: argparse.Namespace, explainer: Any, images: Sequence[Pat
                   skipped: list[tuple[Path, str]] | None) -> int:  # fmt: skip
     """Explain the images one at a time; returns how many were explained."""
     explained = 0
-    for path, out in zip(images, outputs, strict=True):
-        try:
-            pixels, inputs = _read_image(explainer, path)
-        except _ImageError as err:
-            _skip(path, str(err), skipped, progress)
-            continue
+    for path, out, pixels, inputs in _decoded(explainer, images, outputs, progress, skipped):
         try:
             result = explainer.explain(inputs, args.target)
         except ValueError as err:
@@ -155,6 +150,20 @@ def _explain_each(args: argparse.Namespace, explainer: Any, images: Sequence[Pat
         _write_picture(args, path, out, pixels, result, 0, progress)
         explained += 1
     return explained
+
+
+def _decoded(explainer: Any, images: Sequence[Path], outputs: Sequence[Path],
+             progress: _Progress, skipped: list[tuple[Path, str]] | None,
+             ) -> Iterator[tuple[Path, Path, np.ndarray, np.ndarray]]:  # fmt: skip
+    """``(image, output, pixels, model input)`` of each image that decodes; the others are
+    skipped (:func:`_skip`)."""
+    for path, out in zip(images, outputs, strict=True):
+        try:
+            pixels, inputs = _read_image(explainer, path)
+        except _ImageError as err:
+            _skip(path, str(err), skipped, progress)
+            continue
+        yield path, out, pixels, inputs
 
 
 def _skip(path: Path, reason: str, skipped: list[tuple[Path, str]] | None,
@@ -184,13 +193,8 @@ def _explain_batches(args: argparse.Namespace, explainer: Any, images: Sequence[
 
     def batches() -> Iterator[np.ndarray]:
         pending: list[tuple[Path, Path, np.ndarray, np.ndarray]] = []
-        for path, out in zip(images, outputs, strict=True):
-            try:
-                pixels, inputs = _read_image(explainer, path)
-            except _ImageError as err:
-                _skip(path, str(err), skipped, progress)
-                continue
-            pending.append((path, out, pixels, inputs))
+        for decoded in _decoded(explainer, images, outputs, progress, skipped):
+            pending.append(decoded)
             if len(pending) == args.batch:
                 yield flush(pending)
                 pending = []
