@@ -73,13 +73,20 @@ def _node_call(
     """
     act = spec.active_inputs
     info = spec.info(eqn)
+    # the constants of ``post`` are operands of the custom VJP, not closed over: inside a scan
+    # body they are tracers of the body, which the backward pass (run in the scan's transpose)
+    # must not capture
+    post_consts = [v for _, operands in post for v in operands if v is not None]
+    n = len(values)
 
     def full(*vals: Array) -> Array:
+        consts = iter(vals[n:])
+        vals = vals[:n]
         local: dict[Var, Array] = {eqn.inputs[k]: vals[k] for k in act}
         out = _bind(eqn, vals)[0]
         local[eqn.outputs[0]] = out
         for post_eqn, operands in post:
-            merged = [local[x] if v is None else v
+            merged = [local[x] if v is None else next(consts)
                       for x, v in zip(post_eqn.inputs, operands, strict=True)]  # fmt: skip
             out = _bind(post_eqn, merged)[0]
             local[post_eqn.outputs[0]] = out
@@ -118,7 +125,7 @@ def _node_call(
         return tuple(result)
 
     node.defvjp(fwd, bwd)
-    return [node(*values)]
+    return [node(*values, *post_consts)]
 
 
 def _fit_cotangents(

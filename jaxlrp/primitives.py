@@ -139,13 +139,14 @@ def _table() -> dict[str, PrimitiveInfo]:
     # data movement: shape-only ones, axis moves, layout-preserving casts, the rest
     add("reshape squeeze expand_dims broadcast_in_dim", S, nonneg="first", moves="axes",
         shape_only=True, tap=True)  # fmt: skip
-    add("convert_element_type copy copy_p", S, nonneg="first", moves="same", shape_only=True,
+    add("convert_element_type copy copy_p name", S, nonneg="first", moves="same", shape_only=True,
         tap=True)  # fmt: skip
     add("reduce_precision", S, nonneg="first", moves="same", tap=True)
     add("transpose", S, nonneg="first", moves="axes", tap=True)
     add("rev slice pad", S, nonneg="first", tap=True)
     add("gather dynamic_slice", S, nonneg="first")
-    add("concatenate", S, nonneg="all")
+    add("concatenate stack", S, nonneg="all")
+    add("unstack tile", S, nonneg="first")
     add("""dynamic_update_slice scatter scatter-add scatter_add select_and_gather_add real imag
         complex conj split device_put sharding_constraint mesh_cast optimization_barrier""", S)
     # element-wise maps
@@ -158,7 +159,8 @@ def _table() -> dict[str, PrimitiveInfo]:
     add("rsqrt", E, nonneg="always", role="inverse_root")
     add("""log log1p expm1 tanh sin cos tan asin acos atan sinh cosh asinh acosh atanh erf erfc
         erf_inv cbrt sign floor ceil round square is_finite lgamma digamma not
-        population_count pow atan2 rem nextafter""", E)
+        population_count pow atan2 rem nextafter bessel_i0e bessel_i1e igamma igammac polygamma
+        zeta""", E)
     add("add", E, multi="sum", nonneg="all", affine=True)
     add("add_any", E, multi="sum", nonneg="all")
     add("sub", E, multi="sum", affine=True)
@@ -176,8 +178,10 @@ def _table() -> dict[str, PrimitiveInfo]:
         PrimitiveKind.MAX, nonneg="all", sum_twin=_window_sum_twin
     )
     add("reduce_min reduce_window_min", PrimitiveKind.MAX, nonneg="all")
-    add("cummax cummin argmax argmin sort", PrimitiveKind.MAX)
+    add("cummax cummin argmax argmin sort top_k approx_top_k", PrimitiveKind.MAX)
     add("stop_gradient", PrimitiveKind.BLOCK)
+    # side effects without results (jax.debug.print, jax.debug.callback): run, carry nothing
+    add("debug_print debug_callback", PrimitiveKind.BLOCK)
     add("scan cond while", PrimitiveKind.CONTROL)
     add("pjit jit remat2 checkpoint remat", PrimitiveKind.CALL, body="jaxpr")
     add("closed_call core_call custom_jvp_call custom_vjp_call", PrimitiveKind.CALL,
@@ -198,11 +202,31 @@ _COLLECTIVE_HINT = (
     "jaxlrp.explain inside shard_map on the per-device function (see docs/scale.md)."
 )
 
+_CALLBACK_HINT = (
+    "A host callback runs Python that jaxlrp cannot see into. Write it in jax.numpy, or wrap "
+    "its operand in jax.lax.stop_gradient if no relevance should flow through it."
+)
+_NO_RULE_HINT = (
+    "LRP has no rule for it (it is not a layer, a sum, a max, data movement or an element-wise "
+    "map). Explain the part of the model before it (return its operand as the output), or wrap "
+    "its operand in jax.lax.stop_gradient if no relevance should flow through it."
+)
+_PRODUCT_HINT = (
+    "A running product of many activations has no LRP rule. For positive values write it as "
+    "jnp.exp(jnp.cumsum(jnp.log(x))) (an activation, a sum and an activation), or wrap its "
+    "operand in jax.lax.stop_gradient."
+)
+
 UNSUPPORTED_HINTS: dict[str, str] = {
-    name: _COLLECTIVE_HINT
-    for name in ("shard_map", "psum", "psum2", "pmax", "pmin", "all_gather", "all_to_all",
-                 "ppermute", "reduce_scatter", "psum_invariant", "pvary", "pmean")
-}
+    **{name: _COLLECTIVE_HINT
+       for name in ("shard_map", "psum", "psum2", "pmax", "pmin", "all_gather", "all_to_all",
+                    "ppermute", "reduce_scatter", "psum_invariant", "pvary", "pmean")},
+    **{name: _CALLBACK_HINT for name in ("pure_callback", "io_callback", "ffi_call")},
+    **{name: _NO_RULE_HINT
+       for name in ("fft", "eigh", "eig", "svd", "qr", "lu", "cholesky", "triangular_solve",
+                    "custom_linear_solve", "schur", "hessenberg", "tridiagonal_solve")},
+    **{name: _PRODUCT_HINT for name in ("cumprod", "reduce_prod", "cumlogsumexp")},
+}  # fmt: skip
 """What to do instead, for primitives jaxlrp deliberately does not table."""
 
 

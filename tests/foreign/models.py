@@ -206,6 +206,41 @@ def eqx_layernorm(dtype=jnp.float32) -> Case:
     return Case(fn, (params, _normal(1, (BATCH, 10), dtype)), 1, False)
 
 
+def eqx_batchnorm(dtype=jnp.float32) -> Case:
+    """``eqx.nn.BatchNorm`` in inference mode, its running statistics in an ``eqx.nn.State``
+    passed through ``jax.vmap`` (with the batch axis name the layer asks for)."""
+    import equinox as eqx
+
+    class Net(eqx.Module):
+        linear1: eqx.nn.Linear
+        norm: eqx.nn.BatchNorm
+        linear2: eqx.nn.Linear
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.linear1 = eqx.nn.Linear(10, 16, key=k1)
+            self.norm = eqx.nn.BatchNorm(16, axis_name="batch", mode="ema")
+            self.linear2 = eqx.nn.Linear(16, 5, key=k2)
+
+        def __call__(self, x, state):
+            h, state = self.norm(self.linear1(x), state)
+            return self.linear2(jax.nn.relu(h)), state
+
+    model, state = eqx.filter_jit(eqx.nn.make_with_state(Net))(_key(0))
+    model = eqx.nn.inference_mode(model)
+    params, static = eqx.partition(model, eqx.is_array)
+    params = randomize(params, dtype)
+    running = (0.3 * _normal(7, (16,), dtype), jax.random.uniform(_key(8), (16,), dtype, 0.5, 1.5))
+    state = state.set(model.norm.ema_first_time_index, jnp.array(False))
+    state = state.set(model.norm.ema_state_index, running)
+
+    def fn(params, state, x):
+        net = eqx.combine(params, static)
+        return jax.vmap(net, in_axes=(0, None), out_axes=(0, None), axis_name="batch")(x, state)[0]
+
+    return Case(fn, (params, state, _normal(1, (BATCH, 10), dtype)), 2, True)
+
+
 # --------------------------------------------------------------------------- dm-haiku
 
 
@@ -364,6 +399,33 @@ def keras_efficientnetb0(dtype=jnp.float32) -> Case:
     return _keras("EfficientNetB0", "efficientnet", dtype, relu=False)
 
 
+def keras_layers(dtype=jnp.float32) -> Case:
+    """A functional keras model of its own layers: Conv1D, LayerNormalization, a residual
+    MultiHeadAttention, LSTM and GRU (keras runs them with ``lax.scan``), Dense."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(jnp.dtype(dtype).name)
+    try:
+        keras.utils.set_random_seed(0)
+        layers = keras.layers
+        inputs = keras.Input((6, 8))
+        h = layers.Conv1D(8, 3, padding="same", activation="relu")(inputs)
+        h = layers.LayerNormalization()(h)
+        h = h + layers.MultiHeadAttention(2, 4)(h, h)
+        h = layers.LSTM(8, return_sequences=True)(h)
+        model = keras.Model(inputs, layers.Dense(3)(layers.GRU(8)(h)))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    trainable = randomize([v.value for v in model.trainable_variables], dtype)
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def fn(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    return Case(fn, (trainable, non_trainable, _normal(1, (BATCH, 6, 8), dtype)), 2, False)
+
+
 # --------------------------------------------------------------------------- transformers (Flax)
 
 _TEXT = dict(vocab_size=64, max_position_embeddings=32)
@@ -419,6 +481,18 @@ def hf_gpt2(dtype=jnp.float32) -> Case:
     config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=2)
     model = FlaxGPT2LMHeadModel(config, dtype=dtype, _do_init=False)
     return _hf_text(model, dtype, "wte",
+                    lambda m, p: m(_IDS, params=p, train=False).logits[:, -1, :])
+
+
+def hf_llama(dtype=jnp.float32) -> Case:
+    """Llama (rotary embeddings, RMSNorm, SiLU-gated MLP, grouped-query attention): the
+    next-token logits at the last position."""
+    from transformers import FlaxLlamaForCausalLM, LlamaConfig
+
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, intermediate_size=64, **_TEXT)
+    model = FlaxLlamaForCausalLM(config, dtype=dtype, _do_init=False)
+    return _hf_text(model, dtype, "embed_tokens",
                     lambda m, p: m(_IDS, params=p, train=False).logits[:, -1, :])
 
 
@@ -537,6 +611,29 @@ def linen_depthwise(dtype=jnp.float32) -> Case:
     return _linen(Net(), _normal(1, (BATCH, 8, 8, 3), dtype), dtype, relu=True)
 
 
+def linen_scan_blocks(dtype=jnp.float32) -> Case:
+    """Pre-norm transformer blocks under ``nn.scan(nn.remat(Block))`` (their parameters are
+    scanned inputs): causal ``nn.SelfAttention``, deterministic ``nn.Dropout``, a GELU MLP."""
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x, _):
+            h = nn.LayerNorm()(x)
+            h = nn.SelfAttention(num_heads=2)(h, mask=nn.make_causal_mask(h[..., 0]))
+            x = x + nn.Dropout(0.5, deterministic=True)(h)
+            return x + nn.Dense(16)(nn.gelu(nn.Dense(32)(nn.LayerNorm()(x)))), None
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            blocks = nn.scan(nn.remat(Block), variable_axes={"params": 0},
+                             split_rngs={"params": True}, length=2)  # fmt: skip
+            return nn.Dense(4)(blocks()(x, None)[0].mean(axis=1))
+
+    return _linen(Net(), _normal(1, (BATCH, 6, 16), dtype), dtype, relu=False)
+
+
 def nnx_cnn(dtype=jnp.float32) -> Case:
     """An nnx module called directly (``explain(model, x)``): Conv, BatchNorm, ReLU, Linear."""
     from flax import nnx
@@ -579,6 +676,125 @@ def nnx_attention(dtype=jnp.float32) -> Case:
     return Case(model, (_normal(1, (BATCH, 6, 16), dtype),), 0, False)
 
 
+# --------------------------------------------------------------------------- hand-written jnp
+# Idioms of code written directly against jax.numpy and lax, not through a layer library.
+
+
+def _dense_init(i: int, shape: tuple[int, ...], dtype) -> jax.Array:
+    return _normal(i, shape, dtype) / np.sqrt(shape[-2] if len(shape) > 1 else 1)
+
+
+def jnp_relu_cnn(dtype=jnp.float32) -> Case:
+    """A ReLU CNN written with lax: jnp.pad, conv, ``lax.reduce_window`` max and average pooling,
+    a concatenated skip connection and ``jnp.split``."""
+    dn = ("NHWC", "HWIO", "NHWC")
+    params = (_normal(2, (3, 3, 3, 8), dtype) * 0.3, 0.1 * _normal(3, (8,), dtype),
+              _normal(4, (3, 3, 8, 8), dtype) * 0.2, 0.1 * _normal(5, (8,), dtype),
+              _normal(6, (16 * 4 * 4, 5), dtype) * 0.05)  # fmt: skip
+
+    def conv(x, w, b):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn) + b
+
+    def fn(params, x):
+        w1, b1, w2, b2, head = params
+        x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        h = jax.nn.relu(conv(x, w1, b1))
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        h = jnp.concatenate([h, jax.nn.relu(conv(h, w2, b2))], axis=-1)
+        h = jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 2, 2, 1), "VALID") / 9
+        left, right = jnp.split(h, 2, axis=-1)
+        h = jnp.concatenate([right, left], axis=-1)
+        return h.reshape(h.shape[0], -1) @ head
+
+    return Case(fn, (params, _normal(1, (BATCH, 16, 16, 3), dtype)), 1, True)
+
+
+def jnp_scan_blocks(dtype=jnp.float32) -> Case:
+    """Residual ReLU blocks run by ``lax.scan`` over their stacked parameters (as ``nn.scan``
+    does): ``h + relu(h W_i + b_i) ⊙ g_i``, the per-channel scale ``g_i`` a scanned input."""
+    params = (_dense_init(2, (3, 10, 10), dtype), 0.1 * _normal(3, (3, 10), dtype),
+              1 + 0.1 * _normal(4, (3, 10), dtype), _dense_init(5, (10, 4), dtype))  # fmt: skip
+
+    def fn(params, x):
+        w, b, g, head = params
+
+        def block(h, p):
+            w, b, g = p
+            return h + jax.nn.relu(h @ w + b) * g, None
+
+        return jax.lax.scan(block, x, (w, b, g))[0] @ head
+
+    return Case(fn, (params, _normal(1, (BATCH, 10), dtype)), 1, True)
+
+
+def jnp_checkpointed(dtype=jnp.float32) -> Case:
+    """``jax.checkpoint`` blocks with ``checkpoint_name`` (the ``name`` primitive), a remat
+    policy and a user ``custom_jvp`` ReLU."""
+    from jax.ad_checkpoint import checkpoint_name
+
+    @jax.custom_jvp
+    def relu(x):
+        return jnp.maximum(x, 0)
+
+    @relu.defjvp
+    def _relu_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return relu(x), t * (x > 0)
+
+    params = (_dense_init(2, (10, 10), dtype), _dense_init(3, (10, 10), dtype),
+              _dense_init(4, (10, 4), dtype))  # fmt: skip
+    policy = jax.checkpoint_policies.save_only_these_names("hidden")
+
+    def fn(params, x):
+        w1, w2, head = params
+        h = jax.checkpoint(lambda h: checkpoint_name(relu(h @ w1), "hidden"))(x)
+        h = jax.checkpoint(lambda h: relu(h @ w2), policy=policy)(h)
+        return h @ head
+
+    return Case(fn, (params, _normal(1, (BATCH, 10), dtype)), 1, True)
+
+
+def jnp_rope_attention(dtype=jnp.float32) -> Case:
+    """Causal attention with rotary position embeddings written with ``jnp.stack`` (the
+    ``stack`` primitive) and a ``jnp.where`` mask."""
+    d, t = 8, 6
+    params = tuple(_dense_init(i, (d, d), dtype) for i in range(2, 5)) + (
+        _dense_init(5, (d, 4), dtype),)
+    angles = jnp.arange(t)[:, None] / 10000 ** (jnp.arange(0, d, 2) / d)[None]
+    sin, cos = jnp.sin(angles).astype(dtype), jnp.cos(angles).astype(dtype)
+
+    def rotate(x):
+        even, odd = x[..., ::2], x[..., 1::2]
+        return jnp.stack([even * cos - odd * sin, even * sin + odd * cos], -1).reshape(x.shape)
+
+    def fn(params, x):
+        wq, wk, wv, head = params
+        q, k, v = rotate(x @ wq), rotate(x @ wk), x @ wv
+        scores = jnp.einsum("btd,bsd->bts", q, k) / np.sqrt(d)
+        scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -1e9)
+        return (jax.nn.softmax(scores) @ v).mean(axis=1) @ head
+
+    return Case(fn, (params, _normal(1, (BATCH, t, d), dtype)), 1, False)
+
+
+def jnp_moe(dtype=jnp.float32) -> Case:
+    """A mixture of experts routed by ``lax.top_k``: the top-2 experts per token, weighted by a
+    softmax over their router logits."""
+    d, experts = 8, 4
+    params = (_dense_init(2, (d, experts), dtype), _dense_init(3, (experts, d, d), dtype),
+              _dense_init(4, (d, 3), dtype))  # fmt: skip
+
+    def fn(params, x):
+        router, weights, head = params
+        logits, chosen = jax.lax.top_k(x @ router, 2)
+        outputs = jnp.einsum("btd,edf->btef", x, weights)
+        picked = jnp.take_along_axis(outputs, chosen[..., None], axis=2)
+        mixed = jnp.sum(picked * jax.nn.softmax(logits)[..., None], axis=2)
+        return mixed.mean(axis=1) @ head
+
+    return Case(fn, (params, _normal(1, (BATCH, 5, d), dtype)), 1, False)
+
+
 # --------------------------------------------------------------------------- registry
 
 LIBRARY = {
@@ -606,6 +822,15 @@ LIBRARY = {
     "linen_depthwise": "flax",
     "nnx_cnn": "flax",
     "nnx_attention": "flax",
+    "eqx_batchnorm": "equinox",
+    "keras_layers": "keras",
+    "hf_llama": "transformers",
+    "linen_scan_blocks": "flax",
+    "jnp_relu_cnn": "jax",
+    "jnp_scan_blocks": "jax",
+    "jnp_checkpointed": "jax",
+    "jnp_rope_attention": "jax",
+    "jnp_moe": "jax",
 }
 """Model name → the foreign library its builder imports."""
 
@@ -613,7 +838,7 @@ SLOW = {"hk_resnet18", "hk_resnet_v2", "keras_resnet50", "keras_mobilenetv2",
         "keras_efficientnetb0"}
 """Models whose tests take more than a few seconds on two CPU cores."""
 
-OP_BY_OP = {"eqx_mlp", "hk_mlp", "linen_rmsnorm", "nnx_cnn"}
+OP_BY_OP = {"eqx_mlp", "hk_mlp", "linen_rmsnorm", "nnx_cnn", "jnp_checkpointed", "jnp_moe"}
 """Models whose eager explanations run op by op, as elsewhere in the suite
 (``JAXLRP_COMPILE_EAGER=0``); the others are explained eagerly through ``explain``'s own
 compilation (its default): op by op, their first explanation takes 10 s to minutes on two
@@ -621,7 +846,8 @@ cores."""
 
 RELU = {name for name in LIBRARY if name in {
     "eqx_mlp", "eqx_cnn", "hk_mlp", "hk_resnet18", "hk_resnet_v2", "keras_resnet50",
-    "hf_resnet", "linen_conv_transpose", "linen_depthwise", "nnx_cnn"}}
+    "hf_resnet", "linen_conv_transpose", "linen_depthwise", "nnx_cnn", "eqx_batchnorm",
+    "jnp_relu_cnn", "jnp_scan_blocks", "jnp_checkpointed"}}
 """Models that are ReLU networks (their builders return ``relu=True``)."""
 
 
