@@ -30,6 +30,13 @@ explanation compiles for ~30 s on two CPU cores. Run::
     python examples/explain_llm.py --prompt "def fibonacci(n):" --target "\\n"
     python examples/explain_llm.py --target " Paris" --composite CPLRP --out /tmp/llm
     python examples/explain_llm.py --steps 12
+    python examples/explain_llm.py --layers --steps 0
+
+``--layers`` adds per-layer token relevance (:func:`jaxlrp.models.gemma3.explain_layers`, the
+``record=`` mechanism at every block's output): for the top next token, a row per block of
+how much relevance each position's hidden state holds there, from the last block (where only
+the last position matters) down to the input. Under CP-LRP every row sums to the logit; under
+AttnLRP the sums change at the softmax nodes.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import numpy as np
 import jaxlrp
 from jaxlrp import composites, viz
 from jaxlrp.models import info, load
+from jaxlrp.models.gemma3 import explain_layers
 
 COMPOSITES = {"AttnLRP": composites.AttnLRP, "CPLRP": composites.CPLRP}
 
@@ -64,6 +72,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--steps", type=int, default=4, help="tokens to generate and explain (0: none)"
+    )
+    parser.add_argument(
+        "--layers", action="store_true", help="also show token relevance at every block's output"
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/explain_llm"))
     args = parser.parse_args()
@@ -126,6 +137,8 @@ def main() -> None:
                 f" (logit {logits[target]:.3f}, relevance sum {row.sum():.3f})</h3>"
                 + viz.tokens_to_html(tokens, shown, separator="")
             )
+    if args.layers:
+        sections += _per_layer(args, module, variables, ids, tokens, targets[0], tokenizer)
     if args.steps > 0:
         # Every generated token explained in one compiled call: row k holds the relevance of
         # all earlier tokens for the logit of generated token k.
@@ -160,6 +173,42 @@ def main() -> None:
         encoding="utf-8",
     )
     print(f"\nwrote {page}")
+
+
+def _per_layer(args, module, variables, ids, tokens, target, tokenizer) -> list[str]:
+    """Token relevance at every block's output for one target, printed and as HTML rows."""
+    sections = []
+    word = repr(tokenizer.decode([target]))
+    for name in args.composite or sorted(COMPOSITES):
+        start = time.perf_counter()
+        result = explain_layers(module, variables, ids, target, COMPOSITES[name]())
+        blocks, relevance = np.asarray(result.blocks), np.asarray(result.input)
+        print(
+            f"\n{name}, next {word}: relevance per position at each block's output "
+            f"({time.perf_counter() - start:.1f} s; logit {float(result.logits):.3f})"
+        )
+        rows = [(f"block {layer:2d}", blocks[layer]) for layer in range(len(blocks) - 1, -1, -1)]
+        rows.append(("input   ", relevance))
+        html_rows = []
+        for label, row in rows:
+            shown = row.copy()
+            if args.drop_bos:
+                shown[0] = 0.0
+            best = int(np.argmax(row[1:])) + 1 if len(row) > 1 else 0
+            print(
+                f"  {label} sum {row.sum():8.3f}  top after <bos> {tokens[best]!r:>12}"
+                f" {row[best]:7.3f}  " + viz.tokens_to_ansi(tokens, shown, separator="")
+            )
+            html_rows.append(
+                f"<p>{label} (sum {row.sum():.3f}) "
+                + viz.tokens_to_html(tokens, shown, separator="")
+                + "</p>"
+            )
+        sections.append(
+            f"<h3>{html.escape(name)}: per-layer relevance for next token "
+            f"{html.escape(word)}</h3>" + "".join(html_rows)
+        )
+    return sections
 
 
 if __name__ == "__main__":

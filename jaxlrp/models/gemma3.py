@@ -22,7 +22,8 @@ to the model's dtype); the output projection is the transposed embedding (tied).
 Attention, norms and the MLP are written out in ``jnp`` so that the traced program is the
 textbook pattern the LRP rules look for (``einsum`` → ``softmax`` → ``einsum``). In bfloat16,
 RMS norms and the softmax are computed in float32 and rounded back, as in Hugging Face's
-``Gemma3ForCausalLM``; in float32 these casts are no-ops and leave no trace in the program.
+``Gemma3ForCausalLM``; in float32 (and float64, for reference computations) these casts are
+no-ops and leave no trace in the program.
 
 ``scale`` is the multiplier itself: Gemma's checkpoints store ``w`` and compute ``x·(1 + w)``;
 GGUF files store ``1 + w`` (llama.cpp adds the 1 on conversion), which is used directly.
@@ -46,7 +47,7 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -63,8 +64,11 @@ __all__ = [
     "Gemma3Config",
     "Gemma3DecoderLayer",
     "Gemma3MLP",
+    "LayerRelevance",
     "RMSNorm",
+    "block_output_key",
     "convert_gemma3_tensors",
+    "explain_layers",
     "greedy_generate",
     "random_gemma3_variables",
     "rotary_embedding",
@@ -158,6 +162,11 @@ GEMMA3_270M = Gemma3Config(rms_norm_eps=float(np.float32(1e-6)))
 """Gemma 3 270M, as its GGUF metadata gives it (ε is float32's 1e-6), for random weights."""
 
 
+def _at_least_float32(dtype: Any) -> Any:
+    """``dtype`` widened to float32 if narrower (bfloat16 → float32; float64 stays float64)."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def _dense(module: nn.Module, features: int, name: str) -> nn.Dense:
     init = nn.initializers.normal(module.config.initializer_range)
     return nn.Dense(
@@ -170,7 +179,8 @@ class RMSNorm(nn.Module):
     """``x · rsqrt(mean(x²) + eps) · scale`` over the last axis (Zhang and Sennrich 2019).
 
     ``scale`` multiplies directly (Gemma's ``1 + w``, as GGUF stores it); it starts at one.
-    Computed in float32 and rounded back to ``x``'s dtype.
+    Computed in at least float32 (bfloat16 is widened, float64 kept) and rounded back to
+    ``x``'s dtype.
     """
 
     eps: float = 1e-6
@@ -179,9 +189,10 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), self.dtype)
-        x32 = x.astype(jnp.float32)
+        wide = _at_least_float32(x.dtype)
+        x32 = x.astype(wide)
         mean_square = jnp.mean(x32 * x32, axis=-1, keepdims=True)
-        y = x32 * jax.lax.rsqrt(mean_square + self.eps) * scale.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(mean_square + self.eps) * scale.astype(wide)
         return y.astype(x.dtype)
 
 
@@ -253,7 +264,8 @@ class Gemma3Attention(nn.Module):
             scores = jnp.tanh(scores / cap) * cap
         window = config.sliding_window if self.sliding else None
         scores = scores + _attention_bias(seq, window, scores.dtype)
-        probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        wide = _at_least_float32(scores.dtype)
+        probs = jax.nn.softmax(scores.astype(wide), axis=-1).astype(self.dtype)
         context = jnp.einsum("bkgqs,bskd->bqkgd", probs, v).reshape(batch, seq, heads * dim)
         return _dense(self, config.hidden_size, "o_proj")(context)
 
@@ -387,10 +399,112 @@ def greedy_generate(
     Returns:
         int32 ``(new,)``: the generated ids (``eos_id`` included when reached).
     """
+
     def next_token(buffer: jax.Array, length: int) -> int:
         return int(_greedy_step(module, variables, buffer, jnp.asarray([length]))[0])
 
     return greedy_decode(next_token, token_ids, max_new_tokens, eos_id)
+
+
+def block_output_key(layer: int) -> str:
+    """The ``record=`` key (:mod:`jaxlrp.record`) of block ``layer``'s output relevance.
+
+    A block ends with its second residual sum, ``h + RMSNorm_post_ffw(…)``: that sum node's
+    output is the block's output (``layers_N/sum#0`` is the attention's residual sum).
+    """
+    return f"layers_{layer}/sum#1:out"
+
+
+class LayerRelevance(NamedTuple):
+    """Token relevance at the input and at every block's output (:func:`explain_layers`).
+
+    Attributes:
+        input: ``(batch, seq)``, the relevance of the input tokens (what ``jaxlrp.explain``
+            gives for token ids).
+        blocks: ``(batch, num_hidden_layers, seq)``, the relevance of each block's output at
+            each position, summed over the hidden features: row ``l`` is what block ``l + 1``
+            (or, for the last block, the final norm and unembedding) hands down per position.
+        logits: ``(batch,)``, the explained logits.
+    """
+
+    input: jax.Array
+    blocks: jax.Array
+    logits: jax.Array
+
+
+@functools.cache
+def _last_position_logits(module: Gemma3) -> Any:
+    """``(variables, ids) → (batch, vocab)`` logits at the last position (one function per
+    module, so that ``jaxlrp.explain``'s compile cache recognises it)."""
+
+    def last(m: Gemma3, token_ids: jax.Array) -> jax.Array:
+        return m.unembed(m.hidden_states(m.embed(token_ids))[:, -1])
+
+    def logits(variables: Mapping, token_ids: jax.Array) -> jax.Array:
+        return module.apply(variables, token_ids, method=last)
+
+    return logits
+
+
+def explain_layers(
+    module: Gemma3,
+    variables: Mapping,
+    token_ids: Any,
+    target: Any,
+    composite: Any = None,
+) -> LayerRelevance:
+    """Per-layer token relevance of a next-token logit: the relevance at the input and at every
+    block's output, from one LRP pass (``jaxlrp.explain(..., record=...)``).
+
+    The explained logit is ``target`` at the last position (the prediction of the token after
+    ``token_ids``); all positions share the sequence length (pad nothing: the last position is
+    the one explained). Under CP-LRP every row of ``blocks`` sums to the logit (up to the ε
+    stabilizers: CP-LRP is conservative and Gemma has no biases); under AttnLRP relevance is
+    lost or gained only at the softmax nodes, so the row sums change from block to block. The
+    last block's row is zero except at the last position (only it reaches the logit).
+
+    Args:
+        module: A :class:`Gemma3`.
+        variables: Its variables.
+        token_ids: ``(batch, seq)`` or ``(seq,)`` int ids (``<bos>`` first).
+        target: The token whose logit is explained: an int or a ``(batch,)`` int array.
+        composite: The rules; :func:`~jaxlrp.composites.AttnLRP` when ``None``.
+
+    Returns:
+        A :class:`LayerRelevance` (without a batch axis for ``(seq,)`` ids).
+    """
+    from jaxlrp import composites
+
+    ids = jnp.asarray(token_ids, jnp.int32)
+    single = ids.ndim == 1
+    if single:
+        ids = ids[None]
+    if ids.ndim != 2:
+        raise ValueError(f"token_ids must be (batch, seq) or (seq,), got shape {ids.shape}")
+    composite = composites.AttnLRP() if composite is None else composite
+    target = jnp.broadcast_to(jnp.asarray(target, jnp.int32), (ids.shape[0],))
+    result = _explain_layers_compiled(module, composite)(variables, ids, target)
+    return LayerRelevance(*(x[0] for x in result)) if single else result
+
+
+@functools.lru_cache(maxsize=8)
+def _explain_layers_compiled(module: Gemma3, composite: Any) -> Any:
+    """One jitted LRP pass per (module, composite): the logits and the recorded relevance."""
+    from jaxlrp import lrp
+
+    fn = _last_position_logits(module)
+    keys = [block_output_key(i) for i in range(module.config.num_hidden_layers)]
+
+    @jax.jit
+    def run(variables: Mapping, ids: jax.Array, target: jax.Array) -> LayerRelevance:
+        logits, relevance_fn = lrp(fn, composite, record=keys)(variables, ids)
+        onehot = jax.nn.one_hot(target, logits.shape[-1], dtype=logits.dtype)
+        recorded = relevance_fn(logits * onehot, cotangent=onehot)
+        blocks = jnp.stack([recorded.layers[key].sum(-1) for key in keys], axis=1)
+        explained = jnp.take_along_axis(logits, target[:, None], axis=1)[:, 0]
+        return LayerRelevance(recorded.input, blocks, explained)
+
+    return run
 
 
 # GGUF tensor names (llama.cpp) → Flax paths; "blk.N." becomes "layers_N/".
