@@ -320,7 +320,10 @@ def CPLRP(  # noqa: N802 - named like the paper's method
     """CP-LRP (Ali et al., ICML 2022): conservative propagation through attention and norms.
 
     As :func:`AttnLRP`, but the attention weights are held constant: in ``A·v`` all relevance
-    flows through the values ``v`` and none into the softmax (so ``q·kᵀ`` receives none).
+    flows through the values ``v`` and none into the softmax (so ``q·kᵀ`` receives none). The
+    activated branch of a gated MLP (``GELU(x W_g) ⊙ x W_u``: GeGLU, SwiGLU) is held constant
+    the same way, all relevance going to ``x W_u`` (as LXT's ``cp_LRP`` maps, which detach the
+    gate projection); other products of activations are split uniformly.
 
     References:
       Ali, Schnake, Eberle, Montavon, Müller, Wolf, "XAI for Transformers: Better Explanations
@@ -328,7 +331,7 @@ def CPLRP(  # noqa: N802 - named like the paper's method
     """
     return dataclasses.replace(
         AttnLRP(epsilon, gamma, paths, stabilizer), attention=rules.SignalTakesAll(),
-        name="CPLRP",
+        product=rules.SignalTakesAll(), name="CPLRP",
     )  # fmt: skip
 
 

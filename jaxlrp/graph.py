@@ -44,6 +44,7 @@ from jaxlrp.patterns import (
     find_affine_chains,
     gate_operand,
     mark_attention,
+    mark_gated_products,
     merge_activation_chains,
     merge_log_softmax,
     merge_softmax,
@@ -183,6 +184,7 @@ def _analyze(
     merge_softmax(program, nodes, skip, uses, outputs, producer)
     merge_log_softmax(program, nodes, skip, uses, outputs, producer)
     mark_attention(program, nodes, producer, layers)
+    mark_gated_products(program, nodes, producer)
     describe_layers(program, layers, producer, input_paths, loop)
     return Plan(program, active, nonneg, layers, skip, nodes, loop)
 

@@ -11,7 +11,9 @@ primitive facts they need (``shape_only``, ``gate``, ``affine``) come from the t
 * :func:`merge_activation_chains`: an element-wise chain of one input (softmax's
   ``exp(x − max)``, GELU's ``x · Φ(x)``) is one activation node;
 * :func:`find_affine_chains`: an affine chain with parameters that no layer absorbed
-  (pre-activation batch norm, a norm's scale and shift) is an element-wise affine layer.
+  (pre-activation batch norm, a norm's scale and shift) is an element-wise affine layer;
+* :func:`mark_gated_products`: in ``act(x) ⊙ y`` (GeGLU, SwiGLU, ReGLU) the activation's
+  output is noted as the product's gate, for rules that treat it as one.
 """
 
 from __future__ import annotations
@@ -474,3 +476,29 @@ def _is_elementwise_scaling(layer: Any) -> bool:
     (contract_lhs, contract_rhs), _ = eqn.params["dimension_numbers"]
     return (not contract_lhs and not contract_rhs
             and int(np.prod(eqn.outputs[0].shape)) == int(np.prod(layer.input.shape)))
+
+
+def mark_gated_products(
+    program: Program, nodes: dict[int, NodeSpec], producer: dict[Var, int]
+) -> None:
+    """A product ``act(x) ⊙ y`` of two activations exactly one of which is the output of an
+    element-wise activation node (GELU, SiLU, ReLU, ...; seen through shape-only ops), as in
+    gated MLPs (GeGLU, SwiGLU), stays a *product* node with ``gate`` the position of ``act(x)``.
+
+    :class:`~jaxlrp.rules.UniformProduct` ignores it (AttnLRP splits such products uniformly);
+    :class:`~jaxlrp.rules.SignalTakesAll` gives all relevance to ``y``, which is how CP-LRP (as
+    LXT's ``cp_LRP`` maps, which detach the activated branch) treats the gate.
+    """
+    for i, spec in nodes.items():
+        eqn = program.eqns[i]
+        if (spec.kind != NodeKind.PRODUCT or spec.gate is not None or eqn.name != "mul"
+                or len(spec.active_inputs) != 2):  # fmt: skip
+            continue
+        activated = []
+        for position, k in enumerate(spec.active_inputs):
+            x, _ = _through_shape_only(eqn.inputs[k], producer, program, True)
+            j = producer.get(x)
+            if j is not None and j in nodes and nodes[j].kind == NodeKind.ACTIVATION:
+                activated.append(position)
+        if len(activated) == 1:
+            spec.gate = activated[0]

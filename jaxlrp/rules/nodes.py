@@ -204,9 +204,9 @@ class SignalTakesAll(NodeRule):
 
     def backward(self, fn, inputs, output, cotangent, info):
         gate = info.gate
+        if gate is None:  # a product without a gate: the uniform split
+            return UniformProduct().backward(fn, inputs, output, cotangent, info)
         cts = _vjp(fn, inputs, cotangent)
-        if gate is None:  # not a gate node: the uniform split
-            return [c / len(inputs) for c in cts]
         return [jnp.zeros_like(x) if k == gate else c
                 for k, (x, c) in enumerate(zip(inputs, cts, strict=True))]  # fmt: skip
 
