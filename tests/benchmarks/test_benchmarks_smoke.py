@@ -18,7 +18,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXPECTED = {
     "mnist_cnn": {"forward", "jax.grad", "epsilon", "epsilon-plus-flat", "epsilon-gamma-box",
-                  "epsilon-alpha2-beta1"},
+                  "epsilon-gamma-box-original", "epsilon-alpha2-beta1"},
     "vit_tiny": {"forward", "jax.grad", "attnlrp", "cplrp"},
 }  # fmt: skip
 NUMBERS = ("ms", "time_ratio", "compile_s", "compile_ratio", "memory_mib", "memory_ratio")

@@ -36,6 +36,21 @@ def test_unsupported_primitive_names_primitive_shapes_and_module():
     assert "'cumprod'" in message
     assert "float32[2, 4]" in message
     assert "Weird" in message
+    # a primitive LRP has no rule for says what to write instead
+    assert "jnp.exp(jnp.cumsum(jnp.log(x)))" in message and "stop_gradient" in message
+
+
+def test_a_primitive_missing_from_the_table_names_where_to_add_it():
+    W = jnp.ones((3, 4))
+
+    def f(W, x):
+        h = x @ W
+        return h.at[:, 1].multiply(h[:, 0])  # scatter-mul: no table entry
+
+    with pytest.raises(jaxlrp.UnsupportedPrimitiveError) as info:
+        jaxlrp.explain(f, W, jnp.ones((2, 3)), target=0)
+    message = str(info.value)
+    assert "'scatter-mul'" in message and "float32[2, 4]" in message
     assert "jaxlrp.primitives.PRIMITIVES" in message
 
 
