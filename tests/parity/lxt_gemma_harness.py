@@ -30,7 +30,9 @@ import sys
 from typing import Any
 
 import numpy as np
-from lxt_harness import run_child  # beside this file: on sys.path as a script or a test
+
+# beside this file (on sys.path as a script or a test); agreement is the tests' measure
+from lxt_harness import agreement, run_child  # noqa: F401
 
 VARIANTS = ("attnlrp", "cp")
 
@@ -193,26 +195,6 @@ def lxt_relevance(
                      target=np.array(target), dtypes=np.array(dtypes),
                      config=np.array(json.dumps(config_kwargs)),
                      **{f"state/{k}": v for k, v in state.items()})  # fmt: skip
-
-
-def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
-    """Agreement of embedding relevance ``actual`` with ``expected`` (float64).
-
-    ``token_*`` compare the per-token relevance ``Σ_hidden R``: ``max_abs``, ``max_rel`` (max
-    abs error / max |expected|) and Pearson ``corr``; ``rel_l2`` is
-    ``‖actual − expected‖ / ‖expected‖`` over every entry; ``sum_rel`` compares ``Σ R``
-    (abs error / |Σ expected|).
-    """
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    tokens, expected_tokens = actual.sum(-1).ravel(), expected.sum(-1).ravel()
-    error = np.abs(tokens - expected_tokens).max()
-    return {
-        "token_max_abs": float(error),
-        "token_max_rel": float(error / np.abs(expected_tokens).max()),
-        "token_corr": float(np.corrcoef(tokens, expected_tokens)[0, 1]),
-        "rel_l2": float(np.linalg.norm(actual - expected) / np.linalg.norm(expected)),
-        "sum_rel": float(abs(actual.sum() - expected.sum()) / abs(expected.sum())),
-    }
 
 
 def _keep_dtype_rms_norm_forward(self, x):

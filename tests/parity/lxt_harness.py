@@ -144,11 +144,13 @@ def run_child(script: str, timeout: float, **arrays: Any) -> dict[str, np.ndarra
 
 
 def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
-    """Per-token and per-feature agreement of ``actual`` with ``expected`` (float64).
+    """Per-token and per-feature agreement of embedding relevance ``actual`` with ``expected``
+    (float64), for the BERT and Gemma comparisons.
 
-    ``token_*`` compare the per-token relevance ``Σ_features R`` of the real tokens:
-    ``max_abs``, ``max_rel`` (max abs error / max |expected|) and Pearson ``corr``;
-    ``feature_rel_l2`` is ``‖actual − expected‖ / ‖expected‖`` over every entry.
+    ``token_*`` compare the per-token relevance ``Σ_features R``: ``max_abs``, ``max_rel`` (max
+    abs error / max |expected|) and Pearson ``corr``; ``rel_l2`` is
+    ``‖actual − expected‖ / ‖expected‖`` over every entry; ``sum_rel`` compares ``Σ R``
+    (abs error / |Σ expected|).
     """
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     tokens, expected_tokens = actual.sum(-1).ravel(), expected.sum(-1).ravel()
@@ -157,7 +159,8 @@ def agreement(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:
         "token_max_abs": float(error),
         "token_max_rel": float(error / np.abs(expected_tokens).max()),
         "token_corr": float(np.corrcoef(tokens, expected_tokens)[0, 1]),
-        "feature_rel_l2": float(np.linalg.norm(actual - expected) / np.linalg.norm(expected)),
+        "rel_l2": float(np.linalg.norm(actual - expected) / np.linalg.norm(expected)),
+        "sum_rel": float(abs(actual.sum() - expected.sum()) / abs(expected.sum())),
     }
 
 
