@@ -32,7 +32,7 @@ explanation compiles for ~30 s on two CPU cores. Run::
     python examples/explain_llm.py --steps 12
     python examples/explain_llm.py --layers --steps 0
 
-``--layers`` adds per-layer token relevance (:func:`jaxlrp.models.gemma3.explain_layers`, the
+``--layers`` adds per-layer token relevance (:func:`jaxlrp.models.gemma3_layers.explain_layers`, the
 ``record=`` mechanism at every block's output): for the top next token, a row per block of
 how much relevance each position's hidden state holds there, from the last block (where only
 the last position matters) down to the input. Under CP-LRP every row sums to the logit; under
@@ -52,7 +52,7 @@ import numpy as np
 import jaxlrp
 from jaxlrp import composites, viz
 from jaxlrp.models import info, load
-from jaxlrp.models.gemma3 import explain_layers
+from jaxlrp.models.gemma3_layers import explain_layers
 
 COMPOSITES = {"AttnLRP": composites.AttnLRP, "CPLRP": composites.CPLRP}
 

@@ -1,5 +1,5 @@
-"""Per-layer token relevance of Gemma 3 (``gemma3.explain_layers``: ``record=`` at every block's
-output), on a tiny random model (3 blocks: two sliding-window, one global; every RMSNorm
+"""Per-layer token relevance of Gemma 3 (``gemma3_layers.explain_layers``: ``record=`` at every
+block's output), on a tiny random model (3 blocks: two sliding-window, one global; every RMSNorm
 multiplier random), in float64 so that the checks are at rounding level.
 
 Specifications checked, each against something computed another way:
@@ -24,7 +24,7 @@ import pytest
 import jaxlrp
 from jaxlrp import composites
 from jaxlrp.models import Gemma3, Gemma3Config
-from jaxlrp.models.gemma3 import LayerRelevance, explain_layers
+from jaxlrp.models.gemma3_layers import LayerRelevance, explain_layers
 
 TINY = Gemma3Config(
     vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
@@ -144,7 +144,7 @@ def test_unbatched_ids_give_unbatched_rows_and_bad_shapes_are_refused(model):
 
 def test_record_keys_name_the_block_outputs(model):
     """``block_output_key`` names a recordable unit of the traced model for every block."""
-    from jaxlrp.models.gemma3 import _last_position_logits, block_output_key
+    from jaxlrp.models.gemma3_layers import _last_position_logits, block_output_key
 
     module, variables, ids, _, _ = model
     with jax.enable_x64(True):
