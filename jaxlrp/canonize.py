@@ -374,3 +374,40 @@ def weight_scale_axes(
         if size != 1 and axis not in allowed:
             return None
     return pairs
+
+
+def untransposed_weight(
+    eqn: Eqn, k: int, producer: dict[Var, int], program: Program
+) -> tuple[Var, dict[str, Any]] | None:
+    """For ``dot_general(a, transpose(W, perm))`` (or with the weight on the left): ``W`` and the
+    dot's parameters on it, so that the layer can use the weight as stored; None otherwise.
+
+    Dimension ``d`` of the transposed operand is dimension ``perm[d]`` of ``W``: the contracting
+    and batch dimensions are renumbered. The output is unchanged only if the weight's free
+    dimensions keep their order, so other permutations return None (the transpose is kept).
+    A tied unembedding ``h @ Eᵀ`` is the case that matters: without this, the forward product and
+    the backward pass each materialize ``Eᵀ`` (Gemma 3 270M: ``f32[640, 262144]``, 671 MB).
+    """
+    if eqn.name != "dot_general":
+        return None
+    weight = eqn.inputs[1 - k]
+    j = producer.get(weight) if isinstance(weight, Var) else None
+    if j is None or program.eqns[j].name != "transpose":
+        return None
+    source = program.eqns[j]
+    if not isinstance(source.inputs[0], Var):
+        return None
+    perm = tuple(source.params["permutation"])
+    (lhs_c, rhs_c), (lhs_b, rhs_b) = eqn.params["dimension_numbers"]
+    contract, batch = (rhs_c, rhs_b) if k == 0 else (lhs_c, lhs_b)
+    free = [d for d in range(len(perm)) if d not in contract and d not in batch]
+    mapped_free = [perm[d] for d in free]
+    if mapped_free != sorted(mapped_free):
+        return None
+    contract = tuple(perm[d] for d in contract)
+    batch = tuple(perm[d] for d in batch)
+    if k == 0:
+        numbers = ((lhs_c, contract), (lhs_b, batch))
+    else:
+        numbers = ((contract, rhs_c), (batch, rhs_b))
+    return source.inputs[0], {**eqn.params, "dimension_numbers": numbers}

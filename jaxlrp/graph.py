@@ -35,7 +35,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlrp.canonize import follow_chain, output_weight_axes
+from jaxlrp.canonize import follow_chain, output_weight_axes, untransposed_weight
 from jaxlrp.control_flow import body_programs, loop_label, scan_partition
 from jaxlrp.errors import UnsupportedPrimitiveError
 from jaxlrp.layer_names import describe_layers, number_layers, trace_param
@@ -164,6 +164,7 @@ def _analyze(
             continue
         eqn = program.eqns[i]
         layer = LayerSpec(eqn, spec.active_inputs[0], [], eqn.outputs[0], [i])
+        layer.stored_weight = untransposed_weight(eqn, layer.active_operand, producer, program)
         pairs = output_weight_axes(layer)
         allowed = None if pairs is None else {o for o, _ in pairs}
         layer.folds, members = follow_chain(

@@ -199,7 +199,6 @@ def _layer_call(
     tap: Array | None,
     batched: bool,
     probe_weight: Callable[[Array], Array] | None = None,
-    transposes: dict[Var, Eqn] | None = None,
 ) -> Array:
     """Evaluate a layer unit with its LRP rule as backward.
 
@@ -211,12 +210,10 @@ def _layer_call(
     it and the backward pass also returns the weights' modified gradient ``c_w``
     (:func:`jaxlrp.record.weight_cotangent`), so that ``R_w = W' ⊙ c_w``.
 
-    ``transposes`` maps values to the plain ``transpose`` equations that made them. A
-    ``dot_general``'s weight operand made by one (neither scaled by a fold nor probed; a tied
-    unembedding ``h @ Eᵀ``) is used as stored: the transpose goes into the dot's dimension
-    numbers (:func:`_untransposed_dot`), so that neither the forward product nor the backward
-    pass materializes a transposed copy (Gemma 3 270M: ``f32[640, 262144]``, 671 MB, which
-    XLA on CPU otherwise copies once for each). The rule then sees ``w`` in the stored layout;
+    A weight operand the program made by transposing a parameter (``layer.stored_weight``; a
+    tied unembedding ``h @ Eᵀ``), neither scaled by a fold nor probed, is used as stored: the
+    transpose is in the op's dimension numbers, so that neither the forward product nor the
+    backward pass materializes a transposed copy. The rule then sees ``w`` in the stored layout;
     rules use it only through ``apply`` and element-wise (``w⁺``, ``w²``, ones), which a
     transpose commutes with.
     """
@@ -226,8 +223,8 @@ def _layer_call(
     alpha, beta = _fold(layer, read)
     params = eqn.params
     untransposed = None
-    if not layer.affine and alpha is None and probe_weight is None and transposes:
-        untransposed = _untransposed_dot(eqn, k, transposes)
+    if not layer.affine and alpha is None and probe_weight is None:
+        untransposed = layer.stored_weight
     if layer.affine:
         w = jnp.ones((), a.dtype) if alpha is None else jnp.asarray(alpha, a.dtype)
     elif untransposed is not None:
@@ -293,38 +290,6 @@ def _layer_call(
     return unit(a, w, b, tap)
 
 
-def _untransposed_dot(
-    eqn: Eqn, k: int, transposes: dict[Var, Eqn]
-) -> tuple[Var, dict[str, Any]] | None:
-    """The weight's untransposed source and the dot's parameters on it, or None.
-
-    For ``dot_general(…, transpose(W, perm))`` (or with the weight on the left), dimension
-    ``d`` of the transposed operand is dimension ``perm[d]`` of ``W``: the contracting and
-    batch dimensions are renumbered. The output is unchanged only if the weight's free
-    dimensions keep their order, so other permutations return None (the transpose is kept).
-    """
-    if eqn.name != "dot_general":
-        return None
-    weight = eqn.inputs[1 - k]
-    source = transposes.get(weight) if isinstance(weight, Var) else None
-    if source is None:
-        return None
-    perm = tuple(source.params["permutation"])
-    (lhs_c, rhs_c), (lhs_b, rhs_b) = eqn.params["dimension_numbers"]
-    contract, batch = (rhs_c, rhs_b) if k == 0 else (lhs_c, lhs_b)
-    free = [d for d in range(len(perm)) if d not in contract and d not in batch]
-    mapped_free = [perm[d] for d in free]
-    if mapped_free != sorted(mapped_free):
-        return None
-    contract = tuple(perm[d] for d in contract)
-    batch = tuple(perm[d] for d in batch)
-    if k == 0:
-        numbers = ((lhs_c, contract), (lhs_b, batch))
-    else:
-        numbers = ((contract, rhs_c), (batch, rhs_b))
-    return source.inputs[0], {**eqn.params, "dimension_numbers": numbers}
-
-
 UNPROBED_KINDS = frozenset({NodeKind.PLAIN, NodeKind.STRUCTURAL, NodeKind.LAYER})
 """Node kinds that ``evaluate``'s ``probe`` skips: no relevance (plain), exact data movement
 (structural), or equations that are part of a layer unit (layer)."""
@@ -374,10 +339,7 @@ def evaluate(
     def read(x: Any) -> Array:
         return x.value if isinstance(x, Const) else env[x]
 
-    transposes: dict[Var, Eqn] = {}  # transposed values → their equation (see _layer_call)
     for i, eqn in enumerate(program.eqns):
-        if eqn.name == "transpose" and i not in plan.layers and isinstance(eqn.inputs[0], Var):
-            transposes[eqn.outputs[0]] = eqn
         if i in plan.skip:
             continue
         layer = plan.layers.get(i)
@@ -396,8 +358,7 @@ def evaluate(
                 def probe_w(w: Array, i: int = i) -> Array:
                     return probe(("weight", i), w)
             env[layer.output] = probe(("out", i), _layer_call(layer, read_layer, rule, tap,
-                                                              batched, probe_w,
-                                                              transposes))  # fmt: skip
+                                                              batched, probe_w))  # fmt: skip
             continue
         spec = plan.nodes.get(i)
         if spec is not None and spec.post:

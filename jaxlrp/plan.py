@@ -148,6 +148,9 @@ class LayerSpec:
     info: LayerInfo | None = None
     input_nonneg: bool = False
     affine: bool = False
+    stored_weight: tuple[Var, dict[str, Any]] | None = None
+    """The weight as stored and the linear op's parameters on it, when the program transposes
+    a parameter into the op (:func:`jaxlrp.canonize.untransposed_weight`)."""
 
     @property
     def input(self) -> Any:

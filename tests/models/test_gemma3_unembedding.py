@@ -1,6 +1,6 @@
 """The tied unembedding ``h @ Eᵀ`` (Gemma 3, and any model whose output layer is a transposed
 parameter) is explained on the stored ``E``: the interpreter renumbers the dot's dimensions
-instead of transposing (``interpreter._untransposed_dot``). Checked: the relevance equals that
+instead of transposing (``canonize.untransposed_weight``). Checked: the relevance equals that
 of the same product on a transposed copy passed in as a plain operand, for the weight on either
 side and for a 3-D weight whose permutation keeps or reorders its free dimensions; and the
 compiled explanation holds no transposed copy of the embedding (XLA's temporaries far below its
